@@ -1,0 +1,458 @@
+"""Typed run configuration: dataclasses loaded from one YAML file plus dotted command-line overrides.
+
+    cfg = load_config("examples/demo.yaml", ["trainer.lr=1e-6", "rollout.n=16"])
+
+Every key is checked before any model loads: an unknown key names the closest valid one, a wrong type names
+the expected type, and impossible combinations (see ``validate``) fail with the keys involved.
+The ``algorithm`` section may be a bare preset name (``algorithm: dapo``) or a mapping whose ``name`` picks the
+preset and whose other keys override the preset field by field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlvr.registry import closest
+
+
+class ConfigError(ValueError):
+    """A configuration problem, raised before any model or data is loaded."""
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""  # a local Hugging Face folder (or a hub id where there is network)
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class DataConfig:
+    source: str = ""  # file (.jsonl/.parquet/.csv), HF datasets folder, or reasoning_gym:<name>
+    split: str = "train"  # split name inside a DatasetDict folder
+    question_field: str = "question"
+    answer_field: str = "answer"
+    verifier: str = "math"  # verifier for rows of file sources (a row's own "verifier" field wins)
+    size: int = 1000  # number of items generated for reasoning_gym sources
+    kwargs: dict[str, Any] = field(default_factory=dict)  # reasoning_gym dataset kwargs
+    seed: int = 0
+    on_bad_row: str = "skip"  # skip | fail
+    shuffle: bool = True
+    eval_source: str = ""  # held-out set for eval during training (same fields as source)
+    eval_size: int = 256  # items generated for a reasoning_gym eval source / cap for file sources
+    eval_seed: int = 12345
+
+
+@dataclass
+class PromptConfig:
+    template: str = "{question}"  # str.format fields come from the row (question, answer, metadata keys)
+    chat_template: bool = False  # wrap with the tokenizer's chat template
+    system_prompt: str = ""  # text, or "r1" for the built-in <think>/<answer> instruction
+
+
+@dataclass
+class RolloutConfig:
+    engine: str = "hf"
+    prompts_per_step: int = 16  # P
+    n: int = 8  # G, completions per prompt
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    batch_size: int = 0  # prompts x completions generated per forward batch; 0 = all at once
+
+
+@dataclass
+class RewardComponentConfig:
+    name: str = "auto"  # a registered verifier, "auto" (each example's own verifier) or "file.py:function"
+    weight: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RewardConfig:
+    components: list[RewardComponentConfig] = field(default_factory=lambda: [RewardComponentConfig()])
+    timeout_s: float = 10.0  # per item
+    num_workers: int = 0  # worker processes; 0 = number of cores
+    correct_threshold: float = 0.5  # a completion whose "auto"/first component scores >= this counts as correct
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = "grpo"  # preset; its values are applied first, then the keys given here
+    advantage: str = "grpo"
+    norm_by_std: bool = True
+    adv_scale: str = "group"  # group | batch | none  (where the std for normalization comes from)
+    adv_eps: float = 1e-6
+    group_key: str = ""  # metadata key: baselines are computed per (prompt group, key) e.g. task type x role
+    loss: str = "ppo_clip"
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float = 0.0  # 0 = off; verl uses 3.0
+    agg: str = "token-mean"
+    agg_norm_len: int = 0  # constant for seq-mean-token-sum-norm; 0 = rollout.max_new_tokens
+    kl_coef: float = 0.0  # beta; 0 loads no reference model
+    kl_estimator: str = "k3"
+    kl_in: str = "loss"  # loss | reward
+    kl_target: float = 0.0  # > 0 turns on the adaptive KL controller
+    kl_horizon: int = 10000
+    ref_reset_every: int = 0  # steps; 0 = never (ProRL hard reset of the reference + optimizer state)
+    ref_reset_patience: int = 0  # reset when reward mean has not improved for this many steps; 0 = off
+    entropy_coef: float = 0.0  # entropy bonus: loss = pg - coef * H
+    entropy_top_frac: float = 1.0  # forking tokens: keep pg loss on the top fraction by entropy; 1 = all
+    dynamic_sampling: bool = False  # drop zero-variance groups and sample more until the batch is full
+    max_sample_batches: int = 10
+    overlong_filter: bool = False  # mask truncated completions out of the loss
+    logprob_chunk: int = 1024  # tokens per chunk for log-prob / entropy computation
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 100
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0
+    schedule: str = "constant"  # constant | cosine
+    min_lr_ratio: float = 0.0
+    epochs: int = 1  # policy epochs per rollout batch
+    mini_batches: int = 1  # optimizer steps per epoch
+    micro_batch_size: int = 8  # completions per forward/backward
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    deterministic: bool = False
+    max_bad_steps: int = 3  # consecutive non-finite steps before the run stops
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 50  # steps; 0 = only at the end
+    keep: int = 2  # most recent checkpoints kept
+    resume: str = "auto"  # auto | never | path to a checkpoint folder
+    save_final: bool = True
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0  # steps; 0 = off
+    n: int = 1
+    temperature: float = 0.0  # 0 = greedy
+    max_new_tokens: int = 0  # 0 = rollout.max_new_tokens
+    k: list[int] = field(default_factory=lambda: [1])
+
+
+@dataclass
+class LoggingConfig:
+    backends: list[str] = field(default_factory=list)  # tensorboard | wandb | mlflow
+    project: str = "rlvr"
+    log_completions: bool = True
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# dict -> dataclass with checks
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (converting int -> float), naming ``key`` on failure."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[-1] if errors else f"{key}: bad value {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            hint = closest(str(key), names)
+            where = f" in '{prefix}'" if prefix else ""
+            suggestion = f"; did you mean '{(prefix + '.') if prefix else ''}{hint}'?" if hint else ""
+            raise ConfigError(f"unknown key '{full}'{where}{suggestion} valid keys: {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if isinstance(child, str) and part == "algorithm":
+            child = {"name": child}
+        if not isinstance(child, dict):
+            child = {}
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``["trainer.lr=1e-6", "rollout.n=16"]`` -> ``[("trainer.lr", 1e-06), ("rollout.n", 16)]`` (values read as YAML)."""
+    parsed = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        key = key.strip().lstrip("-")
+        if not key:
+            raise ConfigError(f"override {item!r} has no key")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        if isinstance(value, str) is False and isinstance(value, float) is False and raw.strip().lower() in {"nan", "inf"}:
+            value = raw
+        parsed.append((key, value))
+    return parsed
+
+
+def _apply_preset(tree: dict[str, Any]) -> None:
+    """Turn ``algorithm: NAME`` into a mapping and fill it with the preset's values under the user's keys."""
+    from rlvr.algorithms.presets import PRESETS
+
+    algo = tree.get("algorithm", {})
+    if isinstance(algo, str):
+        algo = {"name": algo}
+    if not isinstance(algo, dict):
+        raise ConfigError(f"algorithm: expected a preset name or a mapping, got {algo!r}")
+    name = algo.get("name", "grpo")
+    try:
+        preset = PRESETS.get(str(name))
+    except KeyError as err:
+        raise ConfigError(f"algorithm.name: {err.args[0]}") from None
+    merged = dict(preset)
+    merged.update(algo)
+    merged["name"] = name
+    tree["algorithm"] = merged
+
+
+def config_from_dict(tree: dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
+    """Build and validate a RunConfig from a plain mapping plus dotted overrides."""
+    tree = _deepcopy(tree or {})
+    if not isinstance(tree, dict):
+        raise ConfigError(f"the config must be a mapping of sections, got {type(tree).__name__}")
+    if isinstance(tree.get("algorithm"), str):
+        tree["algorithm"] = {"name": tree["algorithm"]}
+    for key, value in parse_overrides(overrides or []):
+        if key == "algorithm" and isinstance(value, str):
+            key = "algorithm.name"
+        _set_dotted(tree, key, value)
+    _apply_preset(tree)
+    cfg = _build(RunConfig, tree)
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML file (or nothing: defaults) and apply ``key.sub=value`` overrides."""
+    tree: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML: {err}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    return config_from_dict(tree, overrides)
+
+
+def _deepcopy(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _deepcopy(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_deepcopy(v) for v in tree]
+    return tree
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# cross-field checks
+
+
+def _choice(key: str, value: str, choices: list[str]) -> None:
+    if value not in choices:
+        hint = closest(value, choices)
+        extra = f"; did you mean {hint!r}?" if hint else ""
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}{extra}")
+
+
+def _registered(key: str, value: str, registry: Any) -> None:
+    try:
+        registry.get(value)
+    except KeyError as err:
+        raise ConfigError(f"{key}: {err.args[0]}") from None
+
+
+def validate(cfg: RunConfig) -> None:
+    """Fail on values and combinations that cannot work, before anything heavy happens."""
+    from rlvr.algorithms import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+
+    a, r, t = cfg.algorithm, cfg.rollout, cfg.trainer
+    _choice("model.dtype", cfg.model.dtype, ["auto", "float32", "bfloat16", "float16"])
+    if not (cfg.model.device in ("auto", "cpu", "cuda", "mps") or cfg.model.device.startswith("cuda:")):
+        raise ConfigError(f"model.device: {cfg.model.device!r} is not auto, cpu, cuda, cuda:N or mps")
+    _choice("data.on_bad_row", cfg.data.on_bad_row, ["skip", "fail"])
+    _choice("trainer.schedule", t.schedule, ["constant", "cosine"])
+    _choice("algorithm.adv_scale", a.adv_scale, ["group", "batch", "none"])
+    _choice("algorithm.kl_in", a.kl_in, ["loss", "reward"])
+    _registered("algorithm.advantage", a.advantage, ADVANTAGES)
+    _registered("algorithm.loss", a.loss, POLICY_LOSSES)
+    _registered("algorithm.agg", a.agg, AGGREGATIONS)
+    _registered("algorithm.kl_estimator", a.kl_estimator, KL_ESTIMATORS)
+    for b in cfg.logging.backends:
+        _choice("logging.backends", b, ["tensorboard", "wandb", "mlflow"])
+    positive = {
+        "rollout.prompts_per_step": r.prompts_per_step,
+        "rollout.n": r.n,
+        "rollout.max_new_tokens": r.max_new_tokens,
+        "trainer.steps": t.steps,
+        "trainer.epochs": t.epochs,
+        "trainer.mini_batches": t.mini_batches,
+        "trainer.micro_batch_size": t.micro_batch_size,
+        "algorithm.max_sample_batches": a.max_sample_batches,
+        "algorithm.logprob_chunk": a.logprob_chunk,
+        "reward.timeout_s": cfg.reward.timeout_s,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    nonneg = {
+        "trainer.lr": t.lr,
+        "trainer.warmup_steps": t.warmup_steps,
+        "trainer.max_grad_norm": t.max_grad_norm,
+        "algorithm.kl_coef": a.kl_coef,
+        "algorithm.clip_low": a.clip_low,
+        "algorithm.clip_high": a.clip_high,
+        "algorithm.entropy_coef": a.entropy_coef,
+        "rollout.temperature": r.temperature,
+        "rollout.top_k": r.top_k,
+        "reward.num_workers": cfg.reward.num_workers,
+        "checkpoint.every": cfg.checkpoint.every,
+        "eval.every": cfg.eval.every,
+    }
+    for key, value in nonneg.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+    if r.temperature == 0:
+        raise ConfigError("rollout.temperature: 0 (greedy) gives G identical completions and zero advantages; use > 0")
+    if not 0 < r.top_p <= 1:
+        raise ConfigError(f"rollout.top_p must be in (0, 1], got {r.top_p}")
+    if not 0 < a.entropy_top_frac <= 1:
+        raise ConfigError(f"algorithm.entropy_top_frac must be in (0, 1], got {a.entropy_top_frac}")
+    if a.dual_clip and a.dual_clip <= 1:
+        raise ConfigError(f"algorithm.dual_clip must be > 1 (verl uses 3.0) or 0 to turn it off, got {a.dual_clip}")
+    if r.n < 2 and a.advantage in ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"):
+        raise ConfigError(
+            f"rollout.n = {r.n}: the {a.advantage!r} advantage compares completions within a group, so every "
+            "advantage would be 0 and training would do nothing; use rollout.n >= 2"
+        )
+    batch = r.prompts_per_step * r.n
+    if t.mini_batches > batch:
+        raise ConfigError(f"trainer.mini_batches = {t.mini_batches} exceeds the batch of {batch} completions")
+    if batch % t.mini_batches:
+        raise ConfigError(
+            f"trainer.mini_batches = {t.mini_batches} must divide rollout.prompts_per_step * rollout.n = {batch}"
+        )
+    if a.kl_in == "reward" and a.kl_coef == 0:
+        raise ConfigError("algorithm.kl_in = 'reward' needs algorithm.kl_coef > 0")
+    if (a.ref_reset_every or a.ref_reset_patience) and a.kl_coef == 0:
+        raise ConfigError("algorithm.ref_reset_every/ref_reset_patience reset a reference that kl_coef = 0 never loads")
+    if (a.ref_reset_every or a.ref_reset_patience) and cfg.model.lora.enabled:
+        raise ConfigError("algorithm.ref_reset_*: with model.lora.enabled the reference is the frozen base; turn one off")
+    if t.warmup_steps > t.steps:
+        raise ConfigError(f"trainer.warmup_steps = {t.warmup_steps} is longer than trainer.steps = {t.steps}")
+    if not cfg.reward.components:
+        raise ConfigError("reward.components is empty: at least one reward is needed")
+    for i, comp in enumerate(cfg.reward.components):
+        if not comp.name:
+            raise ConfigError(f"reward.components[{i}].name is empty")

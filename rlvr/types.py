@@ -1,0 +1,76 @@
+"""The few records that travel between data, rollout, rewards, algorithms and the trainer.
+
+Shape vocabulary used across rlvr: P prompts per step, G completions per prompt (group size),
+B = P * G completions, T response tokens (padded), V vocabulary size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Example:
+    """One training or evaluation problem.
+
+    question:  the question text (the row's question field), before templating.
+    answer:    the reference answer the verifier compares against (any JSON-able value).
+    verifier:  the registered verifier name that scores completions of this example ("math", "mcqa",
+               "reasoning_gym", ...), used by the reward component named "auto".
+    metadata:  every other field of the source row plus source-specific data (JSON-able).
+    source:    where it came from ("data/train.jsonl", "reasoning_gym:basic_arithmetic").
+    index:     position of the row in its source (0-based), stable across runs.
+    prompt:    the rendered prompt text fed to the model (filled in by rlvr.data.render_prompt).
+    """
+
+    question: str
+    answer: Any
+    verifier: str = "math"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    index: int = 0
+    prompt: str = ""
+
+
+@dataclass
+class Completion:
+    """One sampled completion of one prompt.
+
+    token_ids:  (T_i,) response token ids, without padding; includes the EOS token when finish_reason == "eos".
+    logprobs:   (T_i,) log-probabilities of token_ids under the sampling distribution.
+    finish_reason: "eos" (the model stopped) or "length" (truncated at max_new_tokens).
+    """
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str
+    prompt_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RewardResult:
+    """What a verifier (or the composed reward) says about one completion.
+
+    score:      the reward, a finite float (0.0 on any failure).
+    reason:     a short human-readable explanation ("correct", "no <answer> tag", "timeout after 10s", ...).
+    extracted:  the answer string pulled out of the completion, or None when nothing was found.
+    details:    verifier-specific extras (test case outcomes, parsed values ...), JSON-able.
+    components: for a composed reward, each component's unweighted score by name.
+    """
+
+    score: float
+    reason: str = ""
+    extracted: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    components: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "reason": self.reason,
+            "extracted": self.extracted,
+            "details": self.details,
+            "components": self.components,
+        }
