@@ -60,6 +60,8 @@ class DataConfig:
     eval_source: str = ""  # held-out set for eval during training (same fields as source)
     eval_size: int = 256  # items generated for a reasoning_gym eval source / cap for file sources
     eval_seed: int = 12345
+    eval_kwargs: dict[str, Any] | None = None  # reasoning_gym kwargs of the eval source; None = kwargs
+    eval_split: str = "test"  # split of a DatasetDict eval folder
 
 
 @dataclass
@@ -164,6 +166,7 @@ class EvalConfig:
 class LoggingConfig:
     backends: list[str] = field(default_factory=list)  # tensorboard | wandb | mlflow
     project: str = "rlvr"
+    run_name: str = ""  # "" = the name of output_dir
     log_completions: bool = True
     progress: bool = True
 
