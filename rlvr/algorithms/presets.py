@@ -1,6 +1,172 @@
-"""Named algorithm presets: each is a dict of AlgorithmConfig field values (placeholder, grown by the algorithms work)."""
+"""Named algorithm presets: each is a dict of ``AlgorithmConfig`` field values.
+
+``algorithm: dapo`` in a config applies PRESETS["dapo"] over the AlgorithmConfig defaults; keys given next to
+``name`` override the preset field by field.  Each entry below names its paper and where rlvr deviates.
+Fields a preset does not set keep the AlgorithmConfig defaults (advantage grpo, ppo_clip, clip 0.2/0.2,
+token-mean, no KL, no entropy bonus, no filters).  Settings outside the algorithm section (group size,
+learning rate, temperature, max length) are recipe advice in docs/algorithms.md, not part of a preset.
+"""
+
+from __future__ import annotations
 
 from rlvr.registry import Registry
 
 PRESETS = Registry("algorithm preset")
-PRESETS.register("grpo", {}, doc="GRPO (DeepSeekMath): group mean/std advantage, PPO clip, token-mean.")
+
+PRESETS.register(
+    "grpo",
+    {
+        "advantage": "grpo",
+        "norm_by_std": True,
+        "adv_scale": "group",
+        "loss": "ppo_clip",
+        "clip_low": 0.2,
+        "clip_high": 0.2,
+        "agg": "seq-mean-token-mean",
+        "kl_coef": 0.0,
+        "kl_estimator": "k3",
+        "kl_in": "loss",
+    },
+    doc="GRPO (DeepSeekMath, arXiv:2402.03300): group mean/std advantage, PPO clip 0.2, seq-mean-token-mean. "
+    "Deviation: no KL by default (paper beta 0.04; set kl_coef: 0.04).",
+)
+
+PRESETS.register(
+    "dr_grpo",
+    {
+        "advantage": "dr_grpo",
+        "norm_by_std": False,
+        "adv_scale": "none",
+        "loss": "ppo_clip",
+        "clip_low": 0.2,
+        "clip_high": 0.2,
+        "agg": "seq-mean-token-sum-norm",
+        "agg_norm_len": 0,
+        "kl_coef": 0.0,
+    },
+    doc="Dr. GRPO (arXiv:2503.20783): r - group mean (no std), token sum / max length (agg_norm_len 0 = "
+    "rollout.max_new_tokens), no KL.",
+)
+
+_DAPO = {
+    "advantage": "grpo",
+    "norm_by_std": True,
+    "adv_scale": "group",
+    "loss": "ppo_clip",
+    "clip_low": 0.2,
+    "clip_high": 0.28,
+    "agg": "token-mean",
+    "kl_coef": 0.0,
+    "dynamic_sampling": True,
+    "max_sample_batches": 10,
+    "overlong_filter": False,
+}
+PRESETS.register(
+    "dapo",
+    dict(_DAPO),
+    doc="DAPO (arXiv:2503.14476): clip 0.2/0.28, token-mean, no KL, dynamic sampling. Soft overlong punishment "
+    "is a reward component (rewards side); overlong_filter stays off as in the paper's final recipe.",
+)
+
+PRESETS.register(
+    "gspo",
+    {
+        "advantage": "grpo",
+        "norm_by_std": True,
+        "adv_scale": "group",
+        "loss": "gspo",
+        "clip_low": 3e-4,
+        "clip_high": 4e-4,
+        "agg": "seq-mean-token-mean",
+        "kl_coef": 0.0,
+    },
+    doc="GSPO (arXiv:2507.18071): sequence-level ratio (geometric mean of token ratios), clip 3e-4/4e-4, "
+    "GRPO advantage, seq-mean-token-mean, no KL.",
+)
+
+PRESETS.register(
+    "rloo",
+    {
+        "advantage": "rloo",
+        "loss": "ppo_clip",
+        "clip_low": 0.2,
+        "clip_high": 0.2,
+        "agg": "token-mean",
+        "kl_coef": 0.0,
+    },
+    doc="RLOO (arXiv:2402.14740): leave-one-out baseline r_i - mean_{j!=i} r_j, PPO clip 0.2, token-mean. "
+    "Deviation: the paper's REINFORCE update is single-epoch (clip never fires at ratio 1); KL in reward omitted.",
+)
+
+PRESETS.register(
+    "reinforce_pp",
+    {
+        "advantage": "reinforce_pp",
+        "loss": "ppo_clip",
+        "clip_low": 0.2,
+        "clip_high": 0.2,
+        "agg": "token-mean",
+        "kl_coef": 0.001,
+        "kl_estimator": "k1",
+        "kl_in": "reward",
+    },
+    doc="REINFORCE++ (arXiv:2501.03262): k1 KL (beta 0.001) folded into the token reward, return with gamma 1, "
+    "batch-whitened; PPO clip 0.2, token-mean.",
+)
+
+PRESETS.register(
+    "reinforce_pp_baseline",
+    {
+        "advantage": "reinforce_pp_baseline",
+        "loss": "ppo_clip",
+        "clip_low": 0.2,
+        "clip_high": 0.2,
+        "agg": "token-mean",
+        "kl_coef": 0.001,
+        "kl_estimator": "k3",
+        "kl_in": "loss",
+    },
+    doc="REINFORCE++-baseline (arXiv:2501.03262): r - group mean, then batch whitening; k3 KL (beta 0.001) in "
+    "the loss as in OpenRLHF/verl; PPO clip 0.2, token-mean.",
+)
+
+PRESETS.register(
+    "prorl",
+    {
+        **_DAPO,
+        "clip_high": 0.4,
+        "kl_coef": 1e-4,
+        "kl_estimator": "k3",
+        "kl_in": "loss",
+        "ref_reset_every": 200,
+    },
+    doc="ProRL (arXiv:2505.24864): DAPO with clip_high 0.4, k3 KL beta 1e-4 in the loss, hard reset of the "
+    "reference (and optimizer state) every 200 steps. Deviation: the paper resets at plateaus (no public code); "
+    "beta and the period are our guesses.",
+)
+
+PRESETS.register(
+    "one_shot",
+    {
+        "advantage": "grpo",
+        "norm_by_std": True,
+        "adv_scale": "group",
+        "loss": "ppo_clip",
+        "clip_low": 0.2,
+        "clip_high": 0.2,
+        "agg": "token-mean",
+        "kl_coef": 0.001,
+        "kl_estimator": "k3",
+        "kl_in": "loss",
+        "entropy_coef": 0.001,
+    },
+    doc="One-shot RLVR (arXiv:2504.20571): GRPO with k3 (low_var_kl) KL 0.001 and an entropy bonus "
+    "loss = pg - 0.001 * H, clip 0.2, token-mean (verl's default); pick the example in the data config.",
+)
+
+PRESETS.register(
+    "forking_tokens",
+    {**_DAPO, "entropy_top_frac": 0.2},
+    doc="80/20 forking tokens (arXiv:2506.01939): DAPO settings, policy gradient only on the top 20% "
+    "highest-entropy tokens of each micro-batch.",
+)

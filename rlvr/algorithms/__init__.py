@@ -1,0 +1,70 @@
+"""The algorithm core: pure tensor functions of the GRPO family, looked up by name in registries.
+
+    from rlvr.algorithms import ADVANTAGES, POLICY_LOSSES, AGGREGATIONS, KL_ESTIMATORS, PRESETS
+
+    adv, m1 = ADVANTAGES.get("grpo")(rewards, response_mask, group_ids)
+    loss, m2 = POLICY_LOSSES.get("ppo_clip")(logp, old_logp, adv, response_mask, clip_low=0.2, clip_high=0.28)
+
+See docs/algorithms.md for the formulas, papers and presets.
+"""
+
+from rlvr.algorithms.advantages import (
+    ADVANTAGES,
+    combine_group_ids,
+    dr_grpo,
+    group_stats,
+    grpo,
+    reinforce_pp,
+    reinforce_pp_baseline,
+    rloo,
+)
+from rlvr.algorithms.aggregate import (
+    AGGREGATIONS,
+    seq_mean_token_mean,
+    seq_mean_token_sum,
+    seq_mean_token_sum_norm,
+    token_mean,
+)
+from rlvr.algorithms.entropy import forking_token_mask
+from rlvr.algorithms.filters import overlong_mask, zero_variance_groups
+from rlvr.algorithms.kl import KL_ESTIMATORS, adaptive_kl_coef, k1, k2, k3
+from rlvr.algorithms.logprobs import entropy_from_logits, token_logprobs, token_logprobs_reference
+from rlvr.algorithms.losses import POLICY_LOSSES, clipped_pg_loss, gspo, ppo_clip
+from rlvr.algorithms.masks import masked_mean, masked_sum, masked_var, masked_whiten
+from rlvr.algorithms.presets import PRESETS
+
+__all__ = [
+    "ADVANTAGES",
+    "AGGREGATIONS",
+    "KL_ESTIMATORS",
+    "POLICY_LOSSES",
+    "PRESETS",
+    "adaptive_kl_coef",
+    "clipped_pg_loss",
+    "combine_group_ids",
+    "dr_grpo",
+    "entropy_from_logits",
+    "forking_token_mask",
+    "group_stats",
+    "grpo",
+    "gspo",
+    "k1",
+    "k2",
+    "k3",
+    "masked_mean",
+    "masked_sum",
+    "masked_var",
+    "masked_whiten",
+    "overlong_mask",
+    "ppo_clip",
+    "reinforce_pp",
+    "reinforce_pp_baseline",
+    "rloo",
+    "seq_mean_token_mean",
+    "seq_mean_token_sum",
+    "seq_mean_token_sum_norm",
+    "token_logprobs",
+    "token_logprobs_reference",
+    "token_mean",
+    "zero_variance_groups",
+]

@@ -1,0 +1,144 @@
+"""Policy-gradient losses of the GRPO family (to minimise), aggregated to one number.
+
+    loss, metrics = POLICY_LOSSES[name](logp, old_logp, advantages, response_mask,
+                                        clip_low=0.2, clip_high=0.2, dual_clip=0.0,
+                                        agg="token-mean", agg_norm_len=1, num_seqs=None, num_tokens=None)
+
+    logp:       (B, T) log pi_theta of the sampled tokens (with grad).
+    old_logp:   (B, T) log pi_old (the policy that sampled, or the one before this epoch's updates), no grad.
+    advantages: (B, T) constants (see advantages.py).
+    response_mask: (B, T) bool.   agg / agg_norm_len / num_seqs / num_tokens: see aggregate.py.
+    -> loss 0-dim, metrics {clip_frac_low, clip_frac_high, clip_frac, dual_clip_frac, ratio_mean, ratio_max,
+       ppo_kl} as 0-dim detached tensors (token fractions over the valid tokens of this call).
+
+Metrics follow TRL's clip_ratio/{low,high,region}: a token is "low clipped" when rho < 1 - clip_low and A < 0,
+"high clipped" when rho > 1 + clip_high and A > 0 (exactly the tokens whose gradient the clip removes).
+Why the loss is ~0 at the first epoch: rho = 1, so the loss is -mean(A), and group-centred advantages have
+mean ~0; the gradient, -mean(A * grad log pi), is not zero.  See docs/algorithms.md.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rlvr.algorithms.aggregate import AGGREGATIONS
+from rlvr.algorithms.masks import masked_mean
+from rlvr.registry import Registry
+
+POLICY_LOSSES = Registry("policy loss")
+
+LOG_RATIO_CLAMP = 20.0  # verl clamps log(rho) to +-20 before exp: exp(20) ~ 5e8, no inf
+
+
+def clipped_pg_loss(
+    ratio: Tensor, advantages: Tensor, clip_low: float, clip_high: float, dual_clip: float = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-token clipped surrogate (to minimise), with clip-higher and optional dual clip.
+
+        L_t = max(-A rho, -A clip(rho, 1 - clip_low, 1 + clip_high))            (PPO, Schulman et al. 2017;
+                                                                                  clip-higher: DAPO, Yu et al. 2025)
+        if dual_clip > 1 and A < 0:  L_t = min(L_t, -A * dual_clip)             (dual clip, Ye et al. 2020,
+                                                                                  arXiv:1912.09729; verl clip_ratio_c)
+    ratio, advantages: (B, T).  Returns the loss (B, T) and the dual-clip-active flag (B, T) bool, and the
+    clipped surrogate before dual clip (B, T).
+    """
+    pg_unclipped = -advantages * ratio
+    pg_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    loss = torch.maximum(pg_unclipped, pg_clipped)
+    dual_active = torch.zeros_like(loss, dtype=torch.bool)
+    if dual_clip > 1.0:
+        bound = -advantages * dual_clip
+        dual_active = (advantages < 0) & (loss > bound)
+        loss = torch.where(dual_active, bound, loss)
+    return loss, dual_active, pg_clipped
+
+
+def _clip_metrics(
+    ratio: Tensor, log_ratio: Tensor, advantages: Tensor, mask: Tensor, clip_low: float, clip_high: float,
+    dual_active: Tensor,
+) -> dict[str, Tensor]:
+    ratio, log_ratio = ratio.detach(), log_ratio.detach()
+    low = (ratio < 1.0 - clip_low) & (advantages < 0)
+    high = (ratio > 1.0 + clip_high) & (advantages > 0)
+    neg_inf = torch.full((), float("-inf"), dtype=ratio.dtype, device=ratio.device)
+    ratio_max = torch.where(mask, ratio, neg_inf).max() if mask.any() else ratio.new_zeros(())
+    return {
+        "clip_frac_low": masked_mean(low.to(ratio.dtype), mask),
+        "clip_frac_high": masked_mean(high.to(ratio.dtype), mask),
+        "clip_frac": masked_mean((low | high).to(ratio.dtype), mask),
+        "dual_clip_frac": masked_mean(dual_active.to(ratio.dtype), mask),
+        "ratio_mean": masked_mean(ratio, mask),
+        "ratio_max": ratio_max,
+        "ppo_kl": masked_mean(-log_ratio, mask),  # k1 estimate of KL(pi_old || pi_theta)
+    }
+
+
+@POLICY_LOSSES.register("ppo_clip")
+def ppo_clip(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip: float = 0.0,
+    agg: str = "token-mean",
+    agg_norm_len: int = 1,
+    num_seqs: int | Tensor | None = None,
+    num_tokens: int | Tensor | None = None,
+    **_,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Token-level PPO clipped surrogate with clip_low / clip_high (DAPO clip-higher) and dual clip.
+
+    rho_t = exp(clamp(logp_t - old_logp_t, -20, 20));  L = agg_t(clipped_pg_loss(rho, A)).
+    GRPO (arXiv:2402.03300) / DAPO (arXiv:2503.14476) / verl "vanilla" policy loss.
+    """
+    mask = response_mask.bool()
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    log_ratio = torch.where(mask, logp - old_logp.detach(), zero).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    ratio = torch.exp(log_ratio)
+    adv = torch.where(mask, advantages.detach().to(logp.dtype), zero)
+    token_loss, dual_active, _ = clipped_pg_loss(ratio, adv, clip_low, clip_high, dual_clip)
+    loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
+    return loss, _clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, dual_active)
+
+
+@POLICY_LOSSES.register("gspo")
+def gspo(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    clip_low: float = 3e-4,
+    clip_high: float = 4e-4,
+    dual_clip: float = 0.0,
+    agg: str = "seq-mean-token-mean",
+    agg_norm_len: int = 1,
+    num_seqs: int | Tensor | None = None,
+    num_tokens: int | Tensor | None = None,
+    **_,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GSPO: clip the sequence-level ratio s_i = exp((1/|o_i|) sum_t log rho_it) instead of per-token ratios.
+
+    Zheng et al. 2025, "Group Sequence Policy Optimization" (arXiv:2507.18071), token form (GSPO-token):
+        log s_it = sg[log s_i] + logp_t - sg[logp_t]    (value s_i, gradient s_i * grad logp_t)
+    so with advantages constant over a sequence and agg = seq-mean-token-mean this is exactly the paper's
+    sequence objective.  Paper clip range: 3e-4 / 4e-4.  The sequence log-ratio is clamped to +-20.
+    Deviation: dual_clip is honoured if given (the paper has none).
+    """
+    mask = response_mask.bool()
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    logp_valid = torch.where(mask, logp, zero)
+    log_ratio = torch.where(mask, logp - old_logp.detach(), zero)
+    lengths = mask.sum(dim=-1).clamp(min=1).to(logp.dtype)
+    log_s = (log_ratio.sum(dim=-1) / lengths).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # (B,)
+    log_s_tok = log_s.detach()[:, None] + logp_valid - logp_valid.detach()  # (B, T)
+    ratio = torch.exp(torch.where(mask, log_s_tok, zero))
+    adv = torch.where(mask, advantages.detach().to(logp.dtype), zero)
+    token_loss, dual_active, _ = clipped_pg_loss(ratio, adv, clip_low, clip_high, dual_clip)
+    loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
+    metrics = _clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, dual_active)
+    return loss, metrics
