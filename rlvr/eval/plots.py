@@ -97,13 +97,17 @@ def read_metrics(metrics_jsonl: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def plot_curves(metrics_jsonl: str | Path, out_png: str | Path, reward_key: str = "reward") -> Path:
+def plot_curves(metrics_jsonl: str | Path, out_png: str | Path, reward_key: str | None = None) -> Path:
     """Reward and every ``eval/*`` accuracy (pass@k, maj@k, avg@n, greedy pass@1) against the training step.
 
     metrics_jsonl: one JSON object per line with a ``step`` and metric keys (the trainer's metrics file);
     rows without a key simply leave a gap in that curve. The step is ``step`` or else the line number.
+    reward_key: the reward metric; default the first of "reward/mean", "reward" found in the file.
     """
     rows = read_metrics(metrics_jsonl)
+    if reward_key is None:
+        found = [key for key in ("reward/mean", "reward") if any(key in row for row in rows)]
+        reward_key = found[0] if found else "reward/mean"
     fig, (ax_r, ax_e) = plt.subplots(1, 2, figsize=(11, 4))
     steps = [row.get("step", i) for i, row in enumerate(rows)]
     reward = [(s, row[reward_key]) for s, row in zip(steps, rows) if _is_num(row.get(reward_key))]
