@@ -271,8 +271,14 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def row_to_example(row: Any, cfg: DataConfig, *, source: str, index: int, default_verifier: str) -> Example | str:
-    """Check one row and build its Example, or return the reason it is unusable."""
+def row_to_example(
+    row: Any, cfg: DataConfig, *, source: str, index: int, default_verifier: str, answer_required: bool = True
+) -> Example | str:
+    """Check one row and build its Example, or return the reason it is unusable.
+
+    answer_required=False (reasoning_gym): a missing answer is kept as None, for tasks such as rubiks_cube whose
+    verifier checks the completion against the generated entry rather than a reference answer.
+    """
     if isinstance(row, _Unreadable):
         return row.reason
     if not isinstance(row, dict):
@@ -285,7 +291,7 @@ def row_to_example(row: Any, cfg: DataConfig, *, source: str, index: int, defaul
         return f"question is not a string (got {type(question).__name__})"
     if not question.strip():
         return "empty question"
-    if af not in row or _is_missing(row[af]):
+    if answer_required and (af not in row or _is_missing(row[af])):
         return f"no answer (field {af!r} missing or empty)"
     verifier = row.get("verifier")
     if verifier is None:
@@ -295,7 +301,7 @@ def row_to_example(row: Any, cfg: DataConfig, *, source: str, index: int, defaul
     metadata = {str(k): to_jsonable(v) for k, v in row.items() if k not in (qf, af, "verifier")}
     return Example(
         question=question,
-        answer=to_jsonable(row[af]),
+        answer=to_jsonable(row.get(af)),
         verifier=verifier,
         metadata=metadata,
         source=source,
@@ -319,7 +325,9 @@ def load_examples(cfg: DataConfig, *, eval: bool = False) -> DataReport:
     default_verifier = "reasoning_gym" if kind == "reasoning_gym" else cfg.verifier
     examples, bad_rows, total = [], [], 0
     for line, row in SOURCES.get(kind)(location, cfg, eval):
-        result = row_to_example(row, cfg, source=source, index=total, default_verifier=default_verifier)
+        result = row_to_example(
+            row, cfg, source=source, index=total, default_verifier=default_verifier, answer_required=kind != "reasoning_gym"
+        )
         total += 1
         if isinstance(result, str):
             bad_rows.append(BadRow(line, result))

@@ -195,3 +195,10 @@ def test_to_jsonable():
     value = {1: (np.int64(3), float("nan")), "s": {2, 1}, "a": np.array([1.5])}
     # int key -> "1", tuple -> list, numpy int -> int, NaN -> None, set -> sorted list, array -> list
     assert to_jsonable(value) == {"1": [3, None], "s": [1, 2], "a": [1.5]}
+
+
+def test_reasoning_gym_task_without_reference_answer_is_kept():
+    # rubiks_cube entries have answer None: the reasoning_gym verifier scores against the entry, so rows are kept
+    report = load_examples(DataConfig(source="reasoning_gym:rubiks_cube", size=2))
+    assert len(report.examples) == 2 and not report.bad_rows
+    assert report.examples[0].answer is None and report.examples[0].metadata["rg_entry"]["answer"] is None
