@@ -130,7 +130,7 @@ def _lazy_import(module: str, what: str) -> Any:
 @SOURCES.register("jsonl")
 def read_jsonl(location: str, cfg: DataConfig, eval: bool) -> Iterator[tuple[int, Any]]:
     """JSON Lines: one JSON object per line; blank lines are ignored; line numbers are 1-based."""
-    with open(location, encoding="utf-8") as f:
+    with open(location, encoding="utf-8-sig") as f:
         for line_no, text in enumerate(f, start=1):
             if not text.strip():
                 continue
@@ -144,7 +144,7 @@ def read_jsonl(location: str, cfg: DataConfig, eval: bool) -> Iterator[tuple[int
 def read_json(location: str, cfg: DataConfig, eval: bool) -> Iterator[tuple[int, Any]]:
     """A JSON file holding a list of objects (or {"data": [...]}); "line" = 1-based position in the list."""
     try:
-        with open(location, encoding="utf-8") as f:
+        with open(location, encoding="utf-8-sig") as f:
             data = json.load(f)
     except json.JSONDecodeError as err:
         raise DataError(f"{location}: not valid JSON: {err}") from None

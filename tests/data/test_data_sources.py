@@ -202,3 +202,11 @@ def test_reasoning_gym_task_without_reference_answer_is_kept():
     report = load_examples(DataConfig(source="reasoning_gym:rubiks_cube", size=2))
     assert len(report.examples) == 2 and not report.bad_rows
     assert report.examples[0].answer is None and report.examples[0].metadata["rg_entry"]["answer"] is None
+
+
+def test_utf8_bom_is_ignored(tmp_path):
+    # files saved by some Windows editors start with a byte-order mark; the first row must still parse
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes("\ufeff".encode() + json.dumps({"question": "é?", "answer": "1"}).encode() + b"\n")
+    report = load_examples(DataConfig(source=str(path)))
+    assert not report.bad_rows and report.examples[0].question == "é?"
