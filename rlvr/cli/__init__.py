@@ -1,0 +1,104 @@
+"""The `rlvr` command: train | config show | list | verify | eval | compare | demo."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from rlvr.config import ConfigError, load_config, to_yaml
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+config_app = typer.Typer(no_args_is_help=True, help="Inspect configurations.")
+app.add_typer(config_app, name="config")
+console = Console()
+
+
+def _load(path: Optional[str], overrides: list[str]):
+    try:
+        return load_config(path, overrides)
+    except ConfigError as err:
+        console.print(f"[bold red]config error:[/] {err}")
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def train(
+    config: str = typer.Argument(..., help="YAML config file"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="dotted overrides, e.g. trainer.lr=1e-6 rollout.n=16"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="checkpoint folder, 'auto' or 'never'"),
+) -> None:
+    """Train a policy with GRPO (or another preset) as configured."""
+    extra = list(overrides or []) + ([f"checkpoint.resume={resume}"] if resume else [])
+    cfg = _load(config, extra)
+    from rlvr.trainer import TrainingDiverged, train as run_training
+
+    try:
+        result = run_training(cfg)
+    except TrainingDiverged as err:
+        console.print(f"[bold red]training stopped:[/] {err}")
+        raise typer.Exit(code=3) from None
+    if "reward/mean" in result:
+        console.print(f"done: step {result['step']}, reward {result['reward/mean']:.3f}, outputs in {cfg.output_dir}")
+
+
+@config_app.command("show")
+def config_show(
+    config: Optional[str] = typer.Argument(None, help="YAML config file (defaults when omitted)"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="dotted overrides"),
+) -> None:
+    """Print the fully resolved config (preset values, overrides and defaults filled in)."""
+    cfg = _load(config, list(overrides or []))
+    typer.echo(to_yaml(cfg), nl=False)
+
+
+@app.command("list")
+def list_registries() -> None:
+    """Print every registry: presets, advantage estimators, losses, aggregations, KL estimators, verifiers, sources."""
+    from rlvr import algorithms, data, rewards
+
+    tables = [
+        ("algorithm presets", algorithms.PRESETS),
+        ("advantage estimators", algorithms.ADVANTAGES),
+        ("policy losses", algorithms.POLICY_LOSSES),
+        ("loss aggregations", algorithms.AGGREGATIONS),
+        ("KL estimators", algorithms.KL_ESTIMATORS),
+        ("verifiers", rewards.VERIFIERS),
+        ("data sources", data.SOURCES),
+    ]
+    for title, registry in tables:
+        table = Table(title=title, title_justify="left", show_header=False)
+        for name in registry.names():
+            table.add_row(f"[bold]{name}[/]", registry.summary(name))
+        console.print(table)
+
+
+def _register_optional_commands() -> None:
+    from rlvr.cli.demo import demo_command
+    from rlvr.cli.eval import compare_command, eval_command
+    from rlvr.cli.verify import verify_command
+
+    app.command("verify")(verify_command)
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)
+    app.command("demo")(demo_command)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=Console(stderr=True),
+                        show_path=False)])
+    for noisy in ("httpx", "urllib3", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

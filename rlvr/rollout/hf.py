@@ -1,0 +1,111 @@
+"""The default rollout engine: Hugging Face `generate` on the policy itself (no weight sync needed).
+
+Prompts are left-padded and generated in chunks of ``batch_size`` completions. For every completion we keep the
+response token ids (up to and including EOS), the log-probability of each sampled token under the *sampling*
+distribution (after temperature / top-k / top-p, from `compute_transition_scores`), and why it stopped.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlvr.types import Completion
+
+
+class HFRolloutEngine:
+    """Sample completions with `model.generate`.
+
+    model:      a causal LM (possibly a peft model); put in eval mode during generation, restored afterwards.
+    tokenizer:  its tokenizer; a pad token is borrowed from EOS when missing.
+    device:     where input tensors go.
+    add_special_tokens: passed to the tokenizer for prompts (False when prompts come from a chat template
+                that already carries the BOS text).
+    """
+
+    def __init__(self, model, tokenizer, device: torch.device | str = "cpu", add_special_tokens: bool = True):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.add_special_tokens = add_special_tokens
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.eos_ids = _eos_ids(model, tokenizer)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        n: int,
+        *,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        batch_size: int = 0,
+    ) -> list[list[Completion]]:
+        """P prompts -> P lists of n completions. ``batch_size`` caps completions per generate call (0 = all)."""
+        encoded = [self.tokenizer(p, add_special_tokens=self.add_special_tokens)["input_ids"] for p in prompts]
+        per_call = max(1, (batch_size or len(prompts) * n) // n)
+        results: list[list[Completion]] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(prompts), per_call):
+                chunk = encoded[start : start + per_call]
+                results.extend(self._generate_chunk(chunk, n, max_new_tokens, temperature, top_p, top_k))
+        finally:
+            self.model.train(was_training)
+        return results
+
+    def _generate_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k) -> list[list[Completion]]:
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompt_ids)
+        input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+        for i, ids in enumerate(prompt_ids):  # left padding
+            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[i, width - len(ids) :] = 1
+        greedy = temperature == 0
+        sampling = {} if greedy else {"temperature": temperature, "top_p": top_p, "top_k": top_k or None}
+        out = self.model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            do_sample=not greedy,
+            num_return_sequences=n,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+            eos_token_id=self.eos_ids,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **sampling,
+        )
+        generated = out.sequences[:, width:].cpu()  # (chunk*n, T)
+        scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True).float().cpu()
+        completions: list[list[Completion]] = []
+        for row in range(generated.shape[0]):
+            tokens = generated[row].tolist()
+            finish = "length"
+            for t, tok in enumerate(tokens):
+                if tok in self.eos_ids:
+                    tokens, finish = tokens[: t + 1], "eos"
+                    break
+            logprobs = scores[row, : len(tokens)].tolist()
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            item = Completion(text, tokens, logprobs, finish, prompt_ids=list(prompt_ids[row // n]))
+            if row % n == 0:
+                completions.append([])
+            completions[-1].append(item)
+        return completions
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids = set()
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (config_eos, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if not ids:
+        raise ValueError("the tokenizer has no EOS token: completions could never finish; set tokenizer.eos_token")
+    return sorted(ids)

@@ -1,0 +1,278 @@
+"""The GRPO training loop: sample -> verify -> advantages -> update, one step at a time.
+
+    from rlvr.config import load_config
+    from rlvr.trainer import train
+    train(load_config("examples/demo.yaml", ["trainer.steps=20"]))
+
+Every step: take P prompts from the resumable sampler, sample G completions each, score them in worker
+processes, (optionally) drop zero-variance groups and sample more, turn rewards into advantages, run the policy
+update, log metrics and completions, and checkpoint every ``checkpoint.every`` steps. All randomness of a step
+comes from (trainer.seed, step), so a resumed run continues exactly where the checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.utils import logging as transformers_logging
+
+from rlvr.algorithms.filters import zero_variance_groups
+from rlvr.algorithms.kl import adaptive_kl_coef
+from rlvr.config import RunConfig, to_dict
+from rlvr.data import PromptSampler, check_template, load_examples, render_prompt
+from rlvr.logging import MetricsLogger
+from rlvr.rewards import RewardScorer
+from rlvr.rollout.hf import HFRolloutEngine
+from rlvr.trainer import state as ckpt
+from rlvr.trainer.batch import build_batch
+from rlvr.trainer.optim import make_optimizer
+from rlvr.trainer.policy import load_policy, load_tokenizer, make_reference, resolve_device, resolve_dtype
+from rlvr.trainer.progress import StepProgress
+from rlvr.trainer.update import prepare, update_policy
+
+log = logging.getLogger("rlvr")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised after ``trainer.max_bad_steps`` consecutive steps with a non-finite loss or gradient norm."""
+
+
+def seed_step(seed: int, step: int) -> torch.Generator:
+    """Seed torch / python / numpy from (seed, step) and return a generator for the step's shuffles."""
+    mixed = (seed * 1_000_003 + step) % (2**31)
+    torch.manual_seed(mixed)
+    random.seed(mixed)
+    np.random.seed(mixed)
+    return torch.Generator().manual_seed(mixed)
+
+
+def load_data(cfg: RunConfig, tokenizer):
+    """Training (and held-out) examples with their prompts rendered; bad rows reported once."""
+    report = load_examples(cfg.data)
+    if report.bad_rows:
+        log.warning(report.summary())
+    examples = report.examples
+    check_template(cfg.prompt, examples[0])
+    for ex in examples:
+        ex.prompt = render_prompt(ex, cfg.prompt, tokenizer)
+    held_out = []
+    if cfg.data.eval_source:
+        held_out = load_examples(cfg.data, eval=True).examples
+        for ex in held_out:
+            ex.prompt = render_prompt(ex, cfg.prompt, tokenizer)
+    return examples, held_out
+
+
+def sample_groups(cfg: RunConfig, sampler, engine, scorer) -> tuple[list, list, list, dict[str, float]]:
+    """P prompts x G completions, scored. With dynamic sampling (DAPO), groups whose rewards all agree are
+    dropped and more prompts are sampled until P groups are kept or ``max_sample_batches`` is reached."""
+    r, a = cfg.rollout, cfg.algorithm
+    kept_ex, kept_comp, kept_res = [], [], []
+    batches = dropped = 0
+    seconds = {"rollout": 0.0, "reward": 0.0}
+    while len(kept_ex) < r.prompts_per_step and batches < (a.max_sample_batches if a.dynamic_sampling else 1):
+        examples = sampler.next_batch()
+        t0 = time.perf_counter()
+        groups = engine.generate([ex.prompt for ex in examples], r.n, max_new_tokens=r.max_new_tokens,
+                                 temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, batch_size=r.batch_size)
+        t1 = time.perf_counter()
+        flat_ex = [ex for ex in examples for _ in range(r.n)]
+        flat = [c for g in groups for c in g]
+        extra = [{"completion_tokens": len(c.token_ids), "finish_reason": c.finish_reason} for c in flat]
+        results = scorer.score(flat_ex, [c.text for c in flat], extra)
+        seconds["rollout"] += t1 - t0
+        seconds["reward"] += time.perf_counter() - t1
+        batches += 1
+        rewards = torch.tensor([x.score for x in results]).view(len(examples), r.n)
+        keep = zero_variance_groups(rewards) if a.dynamic_sampling else torch.ones(len(examples), dtype=torch.bool)
+        for p in range(len(examples)):
+            if keep[p] and len(kept_ex) < r.prompts_per_step:
+                kept_ex.append(examples[p])
+                kept_comp.append(groups[p])
+                kept_res.extend(results[p * r.n : (p + 1) * r.n])
+        dropped += int((~keep).sum())
+    if not kept_ex:  # every group had zero variance in every batch: nothing to learn from this step
+        kept_ex, kept_comp, kept_res = examples, groups, results
+    metrics = {"time/rollout_s": seconds["rollout"], "time/reward_s": seconds["reward"],
+               "sampling/batches": float(batches), "sampling/groups_dropped": float(dropped),
+               "sampling/groups_kept": float(len(kept_ex))}
+    return kept_ex, kept_comp, kept_res, metrics
+
+
+def reward_metrics(cfg: RunConfig, batch, groups, results) -> dict[str, float]:
+    rewards = batch.rewards.view(-1, cfg.rollout.n)
+    lengths = batch.response_mask.sum(-1).float()
+    first = [next(iter(x.components.values())) if x.components else x.score for x in results]
+    metrics = {
+        "reward/mean": float(rewards.mean()),
+        "reward/std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
+        "accuracy": float(np.mean([s >= cfg.reward.correct_threshold for s in first])),
+        "frac_reward_zero_std": float((rewards.std(-1) == 0).float().mean()) if rewards.shape[1] > 1 else 1.0,
+        "completions/mean_length": float(lengths.mean()),
+        "completions/max_length": float(lengths.max()),
+        "completions/clipped_ratio": float(batch.truncated.float().mean()),
+    }
+    names = {name for x in results for name in x.components}
+    for name in sorted(names):
+        metrics[f"reward/{name}/mean"] = float(np.mean([x.components.get(name, 0.0) for x in results]))
+    return metrics
+
+
+def completion_rows(step, examples, groups, results) -> list[dict[str, Any]]:
+    flat = [(ex, c) for ex, g in zip(examples, groups) for c in g]
+    return [{"step": step, "index": ex.index, "prompt": ex.prompt, "completion": c.text, "answer": ex.answer,
+             "reward": x.score, "components": x.components, "reason": x.reason, "extracted": x.extracted,
+             "finish_reason": c.finish_reason, "tokens": len(c.token_ids)} for (ex, c), x in zip(flat, results)]
+
+
+def train(cfg: RunConfig) -> dict[str, Any]:
+    """Run (or resume) training as configured; returns the last step's metrics."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t, a = cfg.trainer, cfg.algorithm
+    transformers_logging.disable_progress_bar()
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True)
+    torch.manual_seed(t.seed)
+    device = resolve_device(cfg.model.device)
+    tokenizer = load_tokenizer(cfg.model)
+    examples, held_out = load_data(cfg, tokenizer)
+    model = load_policy(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
+    reference = make_reference(model, cfg.model.lora.enabled) if a.kl_coef > 0 else None
+    engine = HFRolloutEngine(model, tokenizer, device, add_special_tokens=not cfg.prompt.chat_template)
+    sampler = PromptSampler(examples, cfg.rollout.prompts_per_step, seed=t.seed, shuffle=cfg.data.shuffle)
+    optimizer, scheduler = make_optimizer(model.parameters(), t, t.steps * t.epochs * t.mini_batches)
+    counters = {"step": 0, "kl_coef": a.kl_coef, "bad_streak": 0, "best_reward": -math.inf, "since_best": 0,
+                "reference_reset": False}
+
+    resume_from = ckpt.find_resume(out, cfg.checkpoint.resume)
+    if resume_from is not None:
+        saved = ckpt.load_trainer_state(resume_from)
+        ckpt.load_policy_weights(model, resume_from)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        sampler.load_state_dict(saved["sampler"])
+        counters.update(saved["counters"])
+        if counters["reference_reset"] and reference is not None:
+            from safetensors.torch import load_model
+
+            load_model(reference.model, str(resume_from / "reference.safetensors"))
+        ckpt.set_rng_state(saved["rng"])
+        log.info("resumed from %s (step %d)", resume_from, counters["step"])
+    start = counters["step"]
+    if start >= t.steps:
+        message = (f"nothing to do: the checkpoint {resume_from} is at step {start} and trainer.steps = {t.steps}; "
+                   "raise trainer.steps to train further")
+        print(message)
+        return {"step": start, "message": message}
+
+    logger = MetricsLogger(out, cfg.logging.backends, cfg.logging.project, cfg.logging.run_name, to_dict(cfg))
+    logger.truncate_after(start)
+    interrupted = {"flag": False}
+
+    def on_sigint(signum, frame):
+        if interrupted["flag"]:
+            raise KeyboardInterrupt
+        interrupted["flag"] = True
+        print("\nSIGINT: finishing this step, writing a checkpoint, then exiting (Ctrl-C again to abort)")
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+
+    def save(step: int) -> None:
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "sampler": sampler.state_dict(), "counters": counters, **{k: v for k, v in counters.items()}}
+        ref = reference.model if reference is not None and counters["reference_reset"] else None
+        ckpt.save_checkpoint(out, step, model, tokenizer, state, cfg.checkpoint.keep, reference=ref)
+
+    norm_len = a.agg_norm_len or cfg.rollout.max_new_tokens
+    metrics: dict[str, Any] = {}
+    try:
+        with RewardScorer(cfg.reward.components, cfg.reward.timeout_s, cfg.reward.num_workers) as scorer, \
+                StepProgress(t.steps, start, enabled=cfg.logging.progress) as progress:
+            for step in range(start + 1, t.steps + 1):
+                step_start = time.perf_counter()
+                generator = seed_step(t.seed, step)
+                batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer)
+                batch = build_batch(batch_examples, groups, results, tokenizer.pad_token_id, a.group_key)
+                t0 = time.perf_counter()
+                advantages, pg_mask, loss_mask, adv_metrics = prepare(
+                    model, reference, batch, a, counters["kl_coef"], t, cfg.rollout.temperature, device)
+                update_metrics, finite = update_policy(
+                    model, optimizer, scheduler, batch, advantages, pg_mask, loss_mask, a, counters["kl_coef"], t,
+                    cfg.rollout.temperature, norm_len, device, generator)
+                metrics["time/update_s"] = time.perf_counter() - t0
+                metrics.update(reward_metrics(cfg, batch, groups, results))
+                metrics.update({f"adv/{k}": float(v) for k, v in adv_metrics.items()})
+                metrics.update(update_metrics)
+                counters["step"] = step
+                counters["bad_streak"] = 0 if finite else counters["bad_streak"] + 1
+                if not finite:
+                    log.warning("step %d: non-finite loss or gradient norm (loss %s, grad norm %s); update skipped",
+                                step, update_metrics.get("loss"), update_metrics.get("grad_norm"))
+                    if counters["bad_streak"] >= t.max_bad_steps:
+                        raise TrainingDiverged(
+                            f"{counters['bad_streak']} consecutive steps had a non-finite loss or gradient norm "
+                            f"(last: step {step}); stopping. The last good checkpoint is intact in {out / 'checkpoints'}; "
+                            "lower trainer.lr, check rewards for extreme values, or raise trainer.max_bad_steps.")
+                if reference is not None:
+                    if a.kl_target > 0 and "kl" in update_metrics:
+                        counters["kl_coef"] = adaptive_kl_coef(counters["kl_coef"], update_metrics["kl"], a.kl_target,
+                                                               a.kl_horizon, len(batch))
+                    maybe_reset_reference(cfg, counters, metrics["reward/mean"], step, reference, model, optimizer)
+                elapsed = time.perf_counter() - step_start
+                metrics.update({"step_time_s": elapsed, "lr": scheduler.get_last_lr()[0], "kl_coef": counters["kl_coef"],
+                                "skipped": float(not finite), "num_tokens": float(batch.response_mask.sum()),
+                                "tokens_per_s": float(batch.response_mask.sum()) / elapsed,
+                                "completions_per_s": len(batch) / elapsed, "epoch": float(sampler.epoch)})
+                if held_out and cfg.eval.every and (step % cfg.eval.every == 0 or step == t.steps):
+                    metrics.update(evaluate_held_out(cfg, engine, scorer, held_out))
+                logger.log(step, metrics)
+                if cfg.logging.log_completions:
+                    logger.log_completions(step, completion_rows(step, batch_examples, groups, results))
+                progress.advance(step, metrics)
+                last = step == t.steps
+                if (cfg.checkpoint.every and step % cfg.checkpoint.every == 0) or interrupted["flag"] or \
+                        (last and cfg.checkpoint.save_final):
+                    save(step)
+                if interrupted["flag"]:
+                    print(f"checkpoint written at step {step}; resume with the same command")
+                    break
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        logger.close()
+    return {"step": counters["step"], **metrics}
+
+
+def maybe_reset_reference(cfg, counters, reward_mean, step, reference, model, optimizer) -> None:
+    """ProRL: hard-reset the reference to the current policy (and the optimizer state) every N steps or when the
+    mean reward has not improved for ``ref_reset_patience`` steps."""
+    a = cfg.algorithm
+    if reward_mean > counters["best_reward"]:
+        counters["best_reward"], counters["since_best"] = reward_mean, 0
+    else:
+        counters["since_best"] += 1
+    due = (a.ref_reset_every and step % a.ref_reset_every == 0) or \
+        (a.ref_reset_patience and counters["since_best"] >= a.ref_reset_patience)
+    if due:
+        reference.reset_to(model)
+        optimizer.state.clear()
+        counters.update(reference_reset=True, since_best=0, best_reward=-math.inf)
+        log.info("step %d: reference policy and optimizer state reset", step)
+
+
+def evaluate_held_out(cfg: RunConfig, engine, scorer, held_out) -> dict[str, float]:
+    from rlvr.eval import evaluate
+
+    e = cfg.eval
+    result = evaluate(engine, scorer, held_out, n=e.n, ks=e.k, temperature=e.temperature, top_p=1.0,
+                      max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
+                      batch_size=cfg.rollout.batch_size, greedy=e.temperature == 0)
+    return {f"eval/{k}": float(v) for k, v in result.summary.items() if isinstance(v, (int, float))}

@@ -1,0 +1,155 @@
+"""Loading the policy (and its reference) and computing per-token log-probs of responses.
+
+Layout of a training batch (verl's): prompts left-padded to width Lp, responses right-padded to width T,
+
+    input_ids = [pad pad p1 p2 p3 | r1 r2 r3 pad]      attention = [0 0 1 1 1 | 1 1 1 0]
+
+so response token t of every row sits in column Lp + t and is predicted by the hidden state in column
+Lp + t - 1. Positions come from the attention mask, so left padding does not shift them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from rlvr.algorithms.logprobs import token_logprobs
+from rlvr.config import ModelConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def model_path(path: str) -> str:
+    """A local folder (``~`` expanded) when one exists; otherwise the string as given (a hub id)."""
+    expanded = os.path.expanduser(path)
+    return expanded if os.path.exists(expanded) else path
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path(cfg.path), trust_remote_code=cfg.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(cfg: ModelConfig, device: torch.device, dtype: torch.dtype):
+    """The trainable policy: the HF model, optionally wrapped with LoRA adapters (peft)."""
+    from transformers import AutoModelForCausalLM
+
+    path = model_path(cfg.path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    model.to(device)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if cfg.lora.enabled:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as err:  # pragma: no cover - exercised only without the extra
+            raise ImportError("model.lora.enabled needs peft: pip install 'rlvr[peft]'") from err
+        targets = cfg.lora.target_modules
+        lora = LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=targets[0] if targets == ["all-linear"] else targets,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    model.train()
+    return model
+
+
+@dataclass
+class Reference:
+    """The reference policy for the KL term: a frozen copy, or the LoRA base with adapters disabled."""
+
+    model: torch.nn.Module | None  # a frozen copy; None when it is the policy with adapters off
+    policy: torch.nn.Module
+
+    @contextmanager
+    def active(self):
+        """Yields the module to run for reference log-probs."""
+        if self.model is not None:
+            yield self.model
+        else:
+            with self.policy.disable_adapter():
+                yield self.policy
+
+    def reset_to(self, policy: torch.nn.Module) -> None:
+        """ProRL hard reset: the reference becomes a frozen copy of the current policy."""
+        if self.model is None:
+            raise RuntimeError("a LoRA reference is the frozen base model and cannot be reset")
+        self.model.load_state_dict(policy.state_dict())
+
+
+def make_reference(policy: torch.nn.Module, lora: bool) -> Reference:
+    if lora:
+        return Reference(None, policy)
+    frozen = copy.deepcopy(policy)
+    frozen.eval()
+    frozen.requires_grad_(False)
+    return Reference(frozen, policy)
+
+
+def _backbone_and_head(model: torch.nn.Module):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    backbone = getattr(base, base.base_model_prefix, None)
+    special = getattr(base.config, "final_logit_softcapping", None) or getattr(base.config, "logit_scale", None)
+    if backbone is None or head is None or special or getattr(head, "bias", None) is not None:
+        return None, None  # fall back to full logits
+    return backbone, head
+
+
+def response_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_width: int,
+    *,
+    temperature: float,
+    chunk_size: int,
+    with_entropy: bool,
+    entropy_grad: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (and entropies) of the response tokens.
+
+    input_ids, attention_mask: (B, Lp + T) in the layout above; response_width = T.
+    Returns logp (B, T) and entropy (B, T) or None, computed at ``temperature`` (as sampled), with memory bounded
+    by ``chunk_size`` x V through rlvr.algorithms.logprobs.token_logprobs.
+    """
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    labels = input_ids[:, -response_width:]
+    backbone, head = _backbone_and_head(model)
+    if backbone is not None:
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                          use_cache=False).last_hidden_state
+        hidden = hidden[:, -response_width - 1 : -1]
+        return token_logprobs(hidden, head.weight, labels, temperature=temperature, chunk_size=chunk_size,
+                              with_entropy=with_entropy, entropy_grad=entropy_grad)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                   use_cache=False).logits[:, -response_width - 1 : -1].float() / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+        entropy = ent if entropy_grad else ent.detach()
+    return logp, entropy
