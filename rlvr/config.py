@@ -223,6 +223,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -283,8 +288,6 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         if not key:
             raise ConfigError(f"override {item!r} has no key")
         value = yaml.safe_load(raw) if raw.strip() else ""
-        if isinstance(value, str) is False and isinstance(value, float) is False and raw.strip().lower() in {"nan", "inf"}:
-            value = raw
         parsed.append((key, value))
     return parsed
 
