@@ -248,6 +248,11 @@ class WorkerPool:
         if k is None:
             k = w.read_progress()[0]
         code = w.proc.poll()
+        if code is None and reason.startswith("error: worker died"):
+            try:  # its pipe closed first: give the exit status a moment to arrive
+                code = w.proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
         if w.chunk is not None:
             chunk = w.chunk[1]
             k = max(k, 0)
@@ -331,8 +336,7 @@ class RewardScorer:
                 elif name not in VERIFIERS:
                     per_component[k][i] = call_verifier(name, "", None, {}, {})  # the "unknown verifier" reason
                 else:
-                    params = comp.params if comp.kind == "verifier" else {}
-                    pool_items.append((name, completions[i], ex.answer, metadata[i], params))
+                    pool_items.append((name, completions[i], ex.answer, metadata[i], comp.params))
                     pool_slots.append((k, i))
         # 2) pool work and user functions (user functions run while the workers score)
         plugins = self._plugins({item[0] for item in pool_items})
