@@ -207,8 +207,12 @@ def summary_table(summary: dict[str, float], title: str = "eval") -> Table:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    order = ("pass@", "maj@", "cot_pass@", "avg@", "greedy_pass@", "best_of_n", "mean_reward", "solved_frac")
-    keys = sorted(summary, key=lambda key: next((i for i, p in enumerate(order) if key.startswith(p)), len(order)))
+    order = ("num_problems", "n", "pass@", "maj@", "cot_pass@", "avg@", "greedy_pass@", "best_of_n", "mean_reward", "solved_frac")
+
+    def rank(key: str) -> int:
+        return next((i for i, p in enumerate(order) if key == p or (p.endswith("@") and key.startswith(p))), len(order))
+
+    keys = sorted(summary, key=rank)
     for key in keys:
         value = summary[key]
         table.add_row(key, f"{int(value)}" if key in ("n", "num_problems") else f"{value:.4f}")

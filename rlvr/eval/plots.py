@@ -46,7 +46,7 @@ def plot_pass_at_k(summary: dict[str, float], ks: Sequence[int], out_png: str | 
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.set_title(title or "pass@k")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     return _save(fig, out_png)
 
 

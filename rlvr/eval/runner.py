@@ -18,6 +18,8 @@ Learning with Verifiable Rewards Implicitly Incentivizes Correct Reasoning in Ba
 from __future__ import annotations
 
 import hashlib
+import inspect
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +44,15 @@ class EvalResult:
 
 
 def problem_key(example: Example) -> str:
-    """A stable id of a problem: its source and row index, plus a short hash of its prompt (or question)."""
-    text = example.prompt or example.question
+    """A stable id of a problem: its row index and a short hash of its question and reference answer.
+
+    Independent of how the source path was spelled and of the prompt template, so `rlvr compare` matches the
+    problems of two runs that read the same data differently (a relative vs an absolute path, another
+    template); the resume of one run is protected by the settings hash instead.
+    """
+    text = json.dumps([example.question, example.answer], sort_keys=True, default=str)
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
-    return f"{example.source}#{example.index}#{digest}"
+    return f"{example.index}#{digest}"
 
 
 def verdict(result: RewardResult, threshold: float, key: str | None = None) -> bool:
@@ -219,14 +226,14 @@ def _eval_chunk(engine, scorer, chunk, *, n, temperature, top_p, top_k, max_new_
     groups = engine.generate(prompts, n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                              top_k=top_k, batch_size=batch_size)
     flat_examples = [ex for ex in chunk for _ in range(n)]
-    flat_texts = [c.text for group in groups for c in group]
+    flat = [c for group in groups for c in group]
     greedy_groups = None
     if greedy:
         greedy_groups = engine.generate(prompts, 1, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0,
                                         top_k=0, batch_size=batch_size)
         flat_examples += list(chunk)
-        flat_texts += [g[0].text for g in greedy_groups]
-    results = scorer.score(flat_examples, flat_texts)
+        flat += [g[0] for g in greedy_groups]
+    results = _score(scorer, flat_examples, flat)
     records = []
     for p, (ex, group) in enumerate(zip(chunk, groups)):
         entropies = None
@@ -245,6 +252,15 @@ def _eval_chunk(engine, scorer, chunk, *, n, temperature, top_p, top_k, max_new_
                 rec["greedy"]["completion"] = g.text
         records.append(rec)
     return records
+
+
+def _score(scorer: Any, examples: list[Example], completions: list[Completion]) -> list[RewardResult]:
+    """scorer.score, passing token counts and finish reasons (length rewards read them) when it accepts them."""
+    texts = [c.text for c in completions]
+    if "metadata_extra" in inspect.signature(scorer.score).parameters:
+        extra = [{"completion_tokens": len(c.token_ids), "finish_reason": c.finish_reason} for c in completions]
+        return scorer.score(examples, texts, metadata_extra=extra)
+    return scorer.score(examples, texts)
 
 
 def _progress(enabled: bool, total: int, completed: int):
