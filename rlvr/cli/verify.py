@@ -46,7 +46,7 @@ def verify_command(
         results = verify_rows(rows, reward, params, timeout_s=timeout, num_workers=workers)
     except (FileNotFoundError, ValueError, KeyError, AttributeError, ImportError, SyntaxError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        err.print(f"[bold red]error:[/] {message}")
+        err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
         raise typer.Exit(code=2) from None
     if json_out:
         for r in results:
