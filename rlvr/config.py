@@ -96,6 +96,7 @@ class RewardConfig:
     timeout_s: float = 10.0  # per item
     num_workers: int = 0  # worker processes; 0 = number of cores
     correct_threshold: float = 0.5  # a completion whose "auto"/first component scores >= this counts as correct
+    memory_limit_mb: int = 4096  # address-space limit (RLIMIT_AS) of each verifier worker process; 0 = none
 
 
 @dataclass
