@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlvr.eval.runner import EvalResult, evaluate, problem_metrics, summarize
+from rlvr.eval.runner import EvalResult, evaluate, stored_or_computed, summarize
 
 RESULTS = "results.json"
 PROBLEMS = "problems.jsonl"
@@ -92,14 +92,15 @@ def run_eval(
         _append(problems_path, {**record, "settings_hash": digest})
 
     result = evaluate(engine, scorer, examples, ks=ks, done=done, on_problem=save, **evaluate_kwargs)
-    lines = []
-    for rec in result.problems:  # refresh per-problem metrics for the ks asked now
-        rec = {k: v for k, v in rec.items() if not k.startswith(("pass@", "maj@", "cot_pass@"))}
-        rec.update(problem_metrics(rec, ks))
+    fresh = []
+    for old in result.problems:  # per-problem metrics for exactly the ks asked now (resumed lines may differ)
+        rec = {k: v for k, v in old.items() if not k.startswith(("pass@", "maj@", "cot_pass@"))}
+        rec.update(stored_or_computed(old, ks))
         rec["settings_hash"] = digest
-        lines.append(json.dumps(rec))
-    _write_atomic(problems_path, "".join(line + "\n" for line in lines))
-    result.summary = summarize(result.problems, ks)
+        fresh.append(rec)
+    _write_atomic(problems_path, "".join(json.dumps(rec) + "\n" for rec in fresh))
+    result.problems = fresh
+    result.summary = summarize(fresh, ks)
     payload = {
         "summary": result.summary,
         "ks": [k for k in ks if k <= int(result.summary.get("n", 0))],

@@ -119,6 +119,16 @@ def problem_metrics(record: dict[str, Any], ks: Sequence[int]) -> dict[str, floa
     return out
 
 
+def stored_or_computed(record: dict[str, Any], ks: Sequence[int]) -> dict[str, float]:
+    """The record's own pass@k / maj@k values when it has all of them (they depend only on its samples)."""
+    n = record["n"]
+    names = [f"{m}@{k}" for k in ks if 1 <= k <= n for m in ("pass", "maj")]
+    names += [f"cot_pass@{k}" for k in ks if 1 <= k <= n and "cot_correct" in record]
+    if all(name in record for name in names):
+        return {name: record[name] for name in names}
+    return problem_metrics(record, ks)
+
+
 def summarize(problems: Sequence[dict[str, Any]], ks: Sequence[int]) -> dict[str, float]:
     """Average the per-problem records into the summary (every value a float; see docs/evaluation.md)."""
     if not problems:
@@ -126,7 +136,7 @@ def summarize(problems: Sequence[dict[str, Any]], ks: Sequence[int]) -> dict[str
     m = len(problems)
     n = problems[0]["n"]
     summary: dict[str, float] = {"num_problems": float(m), "n": float(n)}
-    per = [problem_metrics(p, ks) for p in problems]
+    per = [stored_or_computed(p, ks) for p in problems]
     for key in per[0]:
         summary[key] = sum(p[key] for p in per) / m
     samples = sum(p["n"] for p in problems)

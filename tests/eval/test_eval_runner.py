@@ -127,6 +127,11 @@ def test_run_eval_resumes_after_a_kill(tmp_path):
     payload = json.loads((tmp_path / "results.json").read_text())
     assert payload["resumed_problems"] == 1 and payload["ks"] == [1, 4]
     assert (tmp_path / "pass_at_k.png").stat().st_size > 0
+    # other budgets only: nothing is resampled, the new k appears in the summary and in problems.jsonl
+    engine = ScriptedEngine()
+    res = run_eval(engine, ScriptedScorer(), _examples(), tmp_path, **{**kw, "ks": [1, 2, 4]})
+    assert engine.calls == [] and res.summary["pass@2"] == pytest.approx((5 / 6 + 0.5) / 2)
+    assert all("pass@2" in rec for rec in read_problems(tmp_path / "problems.jsonl").values())
     # other settings -> a different hash -> everything is sampled again
     engine = ScriptedEngine()
     run_eval(engine, ScriptedScorer(), _examples(), tmp_path, **{**kw, "settings": {"model": "m", "n": 4, "seed": 1}})
