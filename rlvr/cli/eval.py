@@ -164,7 +164,9 @@ def eval_command(
         "seed": seed,
         "token_entropy": token_entropy,
     }
-    scorer = RewardScorer(cfg.reward.components, cfg.reward.timeout_s, cfg.reward.num_workers)
+    memory = getattr(cfg.reward, "memory_limit_mb", None)
+    scorer = RewardScorer(cfg.reward.components, cfg.reward.timeout_s, cfg.reward.num_workers,
+                          **({} if memory is None else {"memory_limit_mb": memory}))
     try:
         result = run_eval(
             engine, scorer, examples, out, settings=settings, ks=ks, n=n, temperature=temperature, top_p=top_p,

@@ -217,11 +217,6 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                 if not finite:
                     log.warning("step %d: non-finite loss or gradient norm (loss %s, grad norm %s); update skipped",
                                 step, update_metrics.get("loss"), update_metrics.get("grad_norm"))
-                    if counters["bad_streak"] >= t.max_bad_steps:
-                        raise TrainingDiverged(
-                            f"{counters['bad_streak']} consecutive steps had a non-finite loss or gradient norm "
-                            f"(last: step {step}); stopping. The last good checkpoint is intact in {out / 'checkpoints'}; "
-                            "lower trainer.lr, check rewards for extreme values, or raise trainer.max_bad_steps.")
                 if reference is not None:
                     if a.kl_target > 0 and "kl" in update_metrics:
                         counters["kl_coef"] = adaptive_kl_coef(counters["kl_coef"], update_metrics["kl"], a.kl_target,
@@ -238,6 +233,11 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                 if cfg.logging.log_completions:
                     logger.log_completions(step, completion_rows(step, batch_examples, groups, results))
                 progress.advance(step, metrics)
+                if counters["bad_streak"] >= t.max_bad_steps:
+                    raise TrainingDiverged(
+                        f"{counters['bad_streak']} consecutive steps had a non-finite loss or gradient norm (last: "
+                        f"step {step}); stopping. The last good checkpoint is intact in {out / 'checkpoints'}; lower "
+                        "trainer.lr, check rewards for extreme values, or raise trainer.max_bad_steps.")
                 last = step == t.steps
                 if (cfg.checkpoint.every and step % cfg.checkpoint.every == 0) or interrupted["flag"] or \
                         (last and cfg.checkpoint.save_final):

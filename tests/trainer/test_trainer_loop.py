@@ -86,7 +86,9 @@ def test_micro_batches_accumulate_exactly(tmp_path, tiny_model_dir, arithmetic_j
         runs[micro] = weights(Path(cfg.output_dir) / "checkpoints" / "step_000001")
     base = weights(Path(tiny_model_dir))
     for key in runs[16]:
-        assert torch.allclose(runs[16][key], runs[3][key], atol=2e-6), key
+        # Adam divides by sqrt(v): near-zero gradient entries amplify float noise to ~1e-5 of a 1e-2 step;
+        # a per-micro-batch normalisation bug changes update directions by ~lr.
+        assert torch.allclose(runs[16][key], runs[3][key], atol=1e-4), key
     assert any(not torch.equal(runs[16][k], base[k]) for k in base)
 
 
@@ -163,13 +165,14 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_model_dir
         POLICY_LOSSES.register("test_nan_loss", nan_after_first_step)
     else:
         POLICY_LOSSES._items["test_nan_loss"] = nan_after_first_step
-    cfg = config_from_dict(make_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, trainer={"steps": 6, "max_bad_steps": 2},
+    cfg = config_from_dict(make_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, trainer={"steps": 6, "max_bad_steps": 2,
+                                                                                    "micro_batch_size": 16},
                                     algorithm={"loss": "test_nan_loss"}))
     with pytest.raises(TrainingDiverged, match="2 consecutive steps"):
         train(cfg)
     run = Path(cfg.output_dir)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [x["skipped"] for x in lines] == [0.0, 1.0]  # step 2 skipped and logged; step 3 stopped the run
+    assert [x["skipped"] for x in lines] == [0.0, 1.0, 1.0]  # steps 2 and 3 skipped and logged; 3 stopped the run
     good = run / "checkpoints" / "step_000002"
     assert good.is_dir() and not (run / "checkpoints" / "step_000003").exists()
     # the skipped step did not touch the weights
