@@ -182,6 +182,7 @@ class WorkerPool:
         self.memory_limit_mb = int(memory_limit_mb)
         self.workers: list[_Worker] = []
         self.restarts = 0  # workers killed and replaced (timeouts + deaths), for logs and tests
+        self._failed_starts = 0
 
     def _start(self) -> None:
         while len(self.workers) < self.num_workers:
@@ -203,7 +204,6 @@ class WorkerPool:
         for chunk_id, start in enumerate(range(0, len(items), size)):
             queue.append((chunk_id, [(i, items[i]) for i in range(start, min(start + size, len(items)))]))
         next_id = len(queue)
-        started = time.monotonic()
         while queue or any(w.chunk is not None for w in self.workers):
             for w in self.workers:  # hand out work
                 if w.ready and w.chunk is None and queue:
@@ -220,10 +220,18 @@ class WorkerPool:
                 try:
                     msg = conn.recv()
                 except (EOFError, OSError):
+                    if not w.ready:  # died before "ready": an import error, not a verifier
+                        self._failed_starts += 1
+                        if self._failed_starts >= 3:
+                            code = w.proc.wait()
+                            self.close()
+                            raise RuntimeError(f"reward worker failed to start 3 times (exit code {code}); "
+                                               "its error is printed above") from None
                     next_id = self._lost(w, queue, results, next_id, "error: worker died")
                     continue
                 if msg[0] == "ready":
                     w.ready = True
+                    self._failed_starts = 0
                     continue
                 chunk_id, out = msg
                 if w.chunk is not None and w.chunk[0] == chunk_id:
@@ -233,8 +241,6 @@ class WorkerPool:
             now = time.monotonic()
             for w in list(self.workers):  # per-item deadlines
                 if w.chunk is None:
-                    if not w.ready and now - started > 60 + self.timeout_s and w.proc.poll() is not None:
-                        raise RuntimeError(f"reward worker failed to start (exit code {w.proc.returncode})")
                     continue
                 k, t0 = w.read_progress()
                 if k >= 0 and t0 > 0 and now - t0 > self.timeout_s:
@@ -338,7 +344,7 @@ class RewardScorer:
                 else:
                     pool_items.append((name, completions[i], ex.answer, metadata[i], comp.params))
                     pool_slots.append((k, i))
-        # 2) pool work and user functions (user functions run while the workers score)
+        # 2) user functions (main process, whole batch), then the pool
         plugins = self._plugins({item[0] for item in pool_items})
         for (k, name), idx in user_calls.items():
             comp = self.components[k]

@@ -27,3 +27,17 @@ def test_reasoning_gym_right_wrong_missing():
 
 def test_reasoning_gym_malformed_metadata():
     assert verify("<answer>1</answer>", "1", {}).reason == "error: metadata has no rg_dataset"
+
+
+def test_reasoning_gym_through_the_scorer_under_the_default_memory_limit():
+    # the worker imports reasoning-gym (and numpy) inside its 4 GiB address-space cap
+    from rlvr.config import RewardComponentConfig
+    from rlvr.rewards import RewardScorer
+    from rlvr.types import Example
+
+    entry = _entry("leg_counting")
+    example = Example(entry["question"], entry["answer"], "reasoning_gym",
+                      {"rg_dataset": "leg_counting", "rg_kwargs": {}, "rg_entry": entry})
+    with RewardScorer([RewardComponentConfig("auto")], timeout_s=30, num_workers=1) as scorer:
+        out = scorer.score([example, example], [f"<answer>{entry['answer']}</answer>", "<answer>-1</answer>"])
+    assert [r.score for r in out] == [1.0, 0.0]

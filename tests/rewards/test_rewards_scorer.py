@@ -121,3 +121,11 @@ def test_many_items_keep_their_order(scorer):
     out = scorer.score(examples, completions)
     # correct unless i % 3 == 0; format always ok -> 1.5 or 0.5
     assert [r.score for r in out] == [1.5 if i % 3 else 0.5 for i in range(n)]
+
+
+def test_workers_that_cannot_start_raise_instead_of_looping():
+    # 30 MB of address space is too little for python itself: every start fails -> a clear error, not a hang
+    s = RewardScorer([C("math")], timeout_s=5, num_workers=1, memory_limit_mb=30)
+    with pytest.raises(RuntimeError, match="failed to start 3 times"):
+        s.score([ex("1")], ["<answer>1</answer>"])
+    s.close()
