@@ -31,8 +31,11 @@ as the caller's uid, RLIMIT_NPROC is set to the caller's current task count + ``
 network isolation and processes that escape the process group are not swept. See docs/rewards_code.md,
 "What the sandbox guarantees".
 
+The child also gets PR_SET_PDEATHSIG = SIGKILL, so it dies if the calling process dies mid-run (a reward worker
+killed at its timeout); in the pid namespace that takes the whole tree with it.
+
 Thread safety: the child is set up in ``preexec_fn`` that only calls async-signal-tolerant code bound before the
-fork (``libc.unshare``/``mount`` through ctypes, ``setrlimit``, ``setuid``); no imports, no locks. Concurrent calls
+fork (``libc.unshare``/``mount``/``prctl`` through ctypes, ``setrlimit``, ``setuid``); no imports, no locks. Concurrent calls
 from threads and from processes are tested.
 """
 
@@ -127,8 +130,10 @@ try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     _libc_unshare = _libc.unshare
     _libc_mount = _libc.mount
+    _libc_prctl = _libc.prctl
 except (OSError, AttributeError):  # not Linux / no libc: namespaces unavailable
-    _libc_unshare = _libc_mount = None
+    _libc_unshare = _libc_mount = _libc_prctl = None
+_PR_SET_PDEATHSIG = 1
 
 _os_setgroups, _os_setgid, _os_setuid, _os_chdir, _os_exit, _os_write = (
     os.setgroups, os.setgid, os.setuid, os.chdir, os._exit, os.write,
@@ -158,6 +163,8 @@ def _make_preexec(*, ns_flags: int, bind_dirs: tuple[bytes, ...], workdir: bytes
                 _os_setgroups([])
                 _os_setgid(uid)
                 _os_setuid(uid)
+            if _libc_prctl is not None:  # die with the parent (e.g. a reward worker killed at its timeout);
+                _libc_prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # after setuid, which would clear it
         except BaseException:
             _os_write(2, b"rlvr sandbox: setup failed before exec\n")
             _os_exit(_EXIT_SETUP_FAILED)
@@ -390,14 +397,14 @@ def _run(argv: list[str], *, caps: Capabilities, timeout_s: float, memory_mb: in
         nproc = max_procs + (1 if caps.pidns else 0)
         if uid is None:  # RLIMIT_NPROC counts every task of the uid: allow what exists + max_procs
             nproc += _count_threads_of_uid(os.getuid())
-        limits = (
+        limits = tuple((res, _within_hard_limit(res, value)) for res, value in (
             (resource.RLIMIT_CPU, int(timeout_s) + 2),
             (resource.RLIMIT_AS, int(memory_mb) << 20),
             (resource.RLIMIT_FSIZE, int(max_file_mb) << 20),
             (resource.RLIMIT_NPROC, nproc),
             (resource.RLIMIT_CORE, 0),
             (resource.RLIMIT_NOFILE, 256),
-        )
+        ))
         ns_flags = ((_CLONE_NEWNET if caps.netns else 0) | (_CLONE_NEWNS if caps.mountns else 0)
                     | (_CLONE_NEWPID if caps.pidns else 0))
         # bind the private dir over every world-writable dir; the one containing workdir goes last
@@ -440,6 +447,12 @@ def _run(argv: list[str], *, caps: Capabilities, timeout_s: float, memory_mb: in
         shutil.rmtree(workdir, ignore_errors=True)
         if lock_fd >= 0:
             os.close(lock_fd)
+
+
+def _within_hard_limit(res: int, value: int) -> int:
+    """``value`` lowered to this process's hard limit (a child may not raise it; e.g. a reward worker's RLIMIT_AS)."""
+    hard = resource.getrlimit(res)[1]
+    return value if hard == resource.RLIM_INFINITY else min(value, hard)
 
 
 def _collect(proc: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, bytes, int, int, str | None]:

@@ -201,3 +201,39 @@ def test_minimal_isolation_mode_still_limits(monkeypatch):
     assert r.timed_out
     r = run_program("print('x' * 100000)", max_output_bytes=1000, timeout_s=5)
     assert r.truncated and len(r.stdout) == 1000
+
+
+@needs_isolation
+def test_sandbox_dies_with_its_caller():
+    # a caller (like a reward worker killed at its timeout) dies mid-run: the sandboxed tree must go with it
+    import subprocess
+    import sys
+
+    base = 1_900_000 + (os.getpid() % 1000) * 300  # a uid range of our own, so other runs cannot interfere
+    script = ("from rlvr.rewards.sandbox import run_program\n"
+              "run_program('import time\\ntime.sleep(60)', timeout_s=60)\n")
+    env = {**os.environ, "RLVR_SANDBOX_UID_BASE": str(base), "PYTHONPATH": os.getcwd()}
+    caller = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not _uid_processes_left(base) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _uid_processes_left(base), "the sandboxed program never started"
+    finally:
+        caller.kill()
+        caller.wait()
+    deadline = time.monotonic() + 5
+    while _live(_uid_processes_left(base)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _live(_uid_processes_left(base)) == []
+
+
+def _live(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if "State:\tZ" not in open(f"/proc/{pid}/status").read():
+                out.append(pid)
+        except OSError:
+            pass
+    return out
