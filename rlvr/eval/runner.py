@@ -17,6 +17,7 @@ Learning with Verifiable Rewards Implicitly Incentivizes Correct Reasoning in Ba
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -189,7 +190,8 @@ def evaluate(
               in chunks of max(1, batch_size // n) so finished problems can be saved as they complete.
     token_entropy: "sampled" (mean surprisal of the sampled tokens, free) or "forward" (exact entropy, one
               forward pass per completion through ``engine.model``).
-    seed:     when given, torch is seeded with seed + (position of the chunk's first problem) before sampling.
+    seed:     when given, each chunk samples with torch seeded by seed + (position of its first problem), and
+              the caller's RNG state is restored afterwards (training randomness is not disturbed).
     done:     problem key -> record already finished (resume): those problems are not sampled again.
     on_problem: called with each new record as soon as it is finished (rlvr eval appends it to problems.jsonl).
     Returns EvalResult(summary, problems) with problems in the order of ``examples``.
@@ -231,16 +233,16 @@ def evaluate(
 def _eval_chunk(engine, scorer, chunk, *, n, temperature, top_p, top_k, max_new_tokens, batch_size, greedy,
                 correct_threshold, correct_key, judge_key, token_entropy, save_completions, seed) -> list[dict]:
     prompts = [ex.prompt or ex.question for ex in chunk]
-    if seed is not None:
-        torch.manual_seed(seed)
-    groups = engine.generate(prompts, n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                             top_k=top_k, batch_size=batch_size)
+    greedy_groups = None
+    with _seeded(seed):
+        groups = engine.generate(prompts, n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                 top_k=top_k, batch_size=batch_size)
+        if greedy:
+            greedy_groups = engine.generate(prompts, 1, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0,
+                                            top_k=0, batch_size=batch_size)
     flat_examples = [ex for ex in chunk for _ in range(n)]
     flat = [c for group in groups for c in group]
-    greedy_groups = None
-    if greedy:
-        greedy_groups = engine.generate(prompts, 1, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0,
-                                        top_k=0, batch_size=batch_size)
+    if greedy_groups is not None:
         flat_examples += list(chunk)
         flat += [g[0] for g in greedy_groups]
     results = _score(scorer, flat_examples, flat)
@@ -262,6 +264,19 @@ def _eval_chunk(engine, scorer, chunk, *, n, temperature, top_p, top_k, max_new_
                 rec["greedy"]["completion"] = g.text
         records.append(rec)
     return records
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None):
+    """Sample from torch's generators seeded with ``seed`` and restore the caller's RNG state afterwards (so an
+    eval inside training does not change the training run's random stream); no-op when seed is None."""
+    if seed is None:
+        yield
+        return
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def _score(scorer: Any, examples: list[Example], completions: list[Completion]) -> list[RewardResult]:

@@ -47,8 +47,9 @@ def setup(tmp_path_factory):
     return root, app
 
 
-def _eval(root, app, name):
-    args = ["eval", "--config", str(root / "cfg.yaml"), "--model", str(root / name), "--data", str(root / "data.jsonl"),
+def _eval(root, app, name, *extra):
+    args = ["eval", *extra, "--config", str(root / "cfg.yaml"), "--model", str(root / name),
+            "--data", str(root / "data.jsonl"),
             "--n", "4", "--k", "1,2,4", "--temperature", "1.0", "--max-new-tokens", "4", "--batch-size", "12",
             "--output-dir", str(root / f"eval_{name}"), "--no-progress", "--seed", "3"]
     res = CliRunner().invoke(app, args)
@@ -80,7 +81,9 @@ def test_eval_then_resume_then_compare(setup):
     assert again["resumed_problems"] == 6 and again["summary"] == s
     assert [p["key"] for p in problems_again] == [p["key"] for p in problems]
 
-    payload_rl, problems_rl = _eval(root, app, "rl")
+    payload_rl, problems_rl = _eval(root, app, "rl", "--token-entropy", "forward")
+    # exact entropies of a V = 100 vocabulary lie in (0, log 100]
+    assert 0 < payload_rl["summary"]["token_entropy"] <= math.log(100) + 1e-6
     res = CliRunner().invoke(app, ["compare", str(root / "eval_base"), str(root / "eval_rl"), "--labels", "base,rl",
                                    "--output-dir", str(root / "cmp")])
     assert res.exit_code == 0, res.output + repr(res.exception)

@@ -178,3 +178,19 @@ def test_plot_curves_reads_trainer_metrics(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "{torn")
     out = plot_curves(tmp_path / "metrics.jsonl", tmp_path / "curves.png")
     assert out.stat().st_size > 0
+
+
+def test_seeded_evaluate_leaves_the_callers_rng_alone():
+    import torch
+
+    class RandomEngine(ScriptedEngine):
+        def generate(self, prompts, n, **kw):
+            torch.rand(3)  # consumes the global generator, like sampling does
+            return super().generate(prompts, n, **kw)
+
+    torch.manual_seed(123)
+    expected = torch.rand(2)
+    torch.manual_seed(123)
+    evaluate(RandomEngine(), ScriptedScorer(), _examples(), n=4, ks=[1], temperature=1.0, top_p=1.0,
+             max_new_tokens=8, batch_size=0, greedy=True, seed=7)
+    assert torch.equal(torch.rand(2), expected)  # same draw as if evaluate had not run
