@@ -4,10 +4,10 @@
 
 Pipeline of ``math`` for one completion:
 1. extract the candidate answer (param ``extract``, default "auto": <answer> tag, \\boxed{}, "the answer is",
-   last number; see rlvr.rewards.extract);
+   last number; see rlvr.rewards.extract). A list reference means "any of these answers";
 2. fast path: when candidate and reference are both plain numbers ("-12", "1,000", "0.25", "3/4", "+7.0"),
    compare them exactly as fractions, or equal after rounding to 6 decimals (math-verify's float_rounding);
-   no parsing, ~10 us;
+   no parsing (tens of microseconds);
 3. otherwise math-verify: the reference is parsed as ``\\boxed{ref}`` (a bare gold such as "x^2+1" is not
    found otherwise), the candidate as ``\\boxed{cand}``; when that parse is empty or has free symbols that
    are not an equation ("10 dollars" -> 10*a*d*...), the bare candidate is parsed as well and either parse
@@ -127,15 +127,23 @@ def math(completion: str, reference: Any, metadata: dict, extract: str = "auto",
     cand, how = extract_answer(completion, extract)
     if cand is None:
         return RewardResult(0.0, reason=not_found_reason(how), extracted=None)
-    if reference is None or str(reference).strip() == "":
+    refs = [str(r).strip() for r in (reference if isinstance(reference, (list, tuple)) else [reference])
+            if r is not None and str(r).strip()]
+    if not refs:
         return RewardResult(0.0, reason="error: empty reference", extracted=cand)
-    ref = str(reference).strip()
-    if as_bool(fast_path):
-        a, b = plain_number(cand), plain_number(ref)
-        if a is not None and b is not None:
-            return result(numbers_equal(a, b), cand, path="number")
-    ok, why = math_verify_equal(cand, ref, int(mv_timeout) if mv_timeout else None)
-    return result(ok, cand, why, path="math_verify")
+    why, path = "wrong", "number"
+    for ref in refs:  # a list reference = any of these answers
+        if as_bool(fast_path):
+            a, b = plain_number(cand), plain_number(ref)
+            if a is not None and b is not None:
+                if numbers_equal(a, b):
+                    return result(True, cand, path="number")
+                continue
+        path = "math_verify"
+        ok, why = math_verify_equal(cand, ref, int(mv_timeout) if mv_timeout else None)
+        if ok:
+            return result(True, cand, path=path)
+    return result(False, cand, why, path=path)
 
 
 @VERIFIERS.register("exact_match")

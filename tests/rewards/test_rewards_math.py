@@ -97,3 +97,10 @@ def test_exact_match():
     assert exact("<answer>Paris</answer>", ["London", "paris"], {}).score == 1.0  # any of a list
     assert exact("<answer>Paris</answer>", "paris", {}, case_sensitive=True).score == 0.0
     assert exact("no tags", "x", {}, extract="answer_tag").score == 0.0
+
+
+def test_math_list_reference_means_any_of():
+    assert math_v("<answer>6</answer>", ["2", "6"], {}).score == 1.0
+    assert math_v(r"\boxed{\frac{12}{2}}", ["2", "6"], {}).score == 1.0   # math-verify path on the second
+    assert math_v("<answer>5</answer>", ["2", "6"], {}).score == 0.0
+    assert math_v("<answer>5</answer>", [], {}).reason == "error: empty reference"

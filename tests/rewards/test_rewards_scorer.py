@@ -129,3 +129,10 @@ def test_workers_that_cannot_start_raise_instead_of_looping():
     with pytest.raises(RuntimeError, match="failed to start 3 times"):
         s.score([ex("1")], ["<answer>1</answer>"])
     s.close()
+
+
+def test_math_power_tower_is_killed():
+    # math-verify evaluates 9^(9^(9^9)) in C big-integer code that no signal interrupts: only the hard kill works
+    with RewardScorer([C("math")], timeout_s=1.5, num_workers=1) as s:
+        out = s.score([ex("1"), ex("1")], [r"\boxed{9^{9^{9^{9}}}}", "<answer>1</answer>"])
+    assert [(r.score, r.reason) for r in out] == [(0.0, "timeout after 1.5s"), (1.0, "correct")]
