@@ -3,9 +3,10 @@
 For a 150k vocabulary, full fp32 logits of 8 x 4096 tokens take 8 * 4096 * 150k * 4 B = 19.7 GB, and autograd
 keeps them (plus the softmax) for the backward pass.  ``token_logprobs`` instead walks over the tokens in
 chunks of ``chunk_size``: each chunk computes its logits in fp32, reduces them to one log-prob (and entropy)
-per token, and frees them; under ``torch.utils.checkpoint`` the backward pass recomputes one chunk at a time.
-Peak extra memory is ~ a few x chunk_size x V x 4 bytes (plus a transient fp32 copy of a low-precision
-lm_head weight, V x H), independent of B x L.
+per token, and frees them; the backward pass recomputes one chunk's logits at a time (checkpointing, with a
+hand-written in-place backward, ``_ChunkLogprobs``).  Peak extra memory is ~ 2 x chunk_size x V x 4 bytes
+(plus a transient fp32 copy of a low-precision lm_head weight, V x H), independent of B x L.
+Measured by benchmarks/logprob_memory.py; see docs/algorithms.md.
 
     logp, entropy = token_logprobs(hidden, model.lm_head.weight, labels, temperature=1.0, chunk_size=1024)
 
@@ -18,31 +19,69 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
     """H = -sum_v p_v log p_v = logsumexp(z) - sum_v p_v z_v, in fp32.  logits (..., V) -> (...)."""
-    z = logits.float()
+    z = logits.to(torch.promote_types(logits.dtype, torch.float32))
     lse = torch.logsumexp(z, dim=-1)
     return lse - (torch.softmax(z, dim=-1) * z).sum(dim=-1)
 
 
-def _chunk(
-    hidden: Tensor, weight: Tensor, labels: Tensor, inv_temp: float, with_entropy: bool, entropy_grad: bool
-) -> tuple[Tensor, Tensor]:
-    """One chunk: hidden (n, H), weight (V, H), labels (n,) -> logp (n,), entropy (n,) (zeros if not asked)."""
-    logits = F.linear(hidden.float(), weight.float())  # (n, V) fp32
-    if inv_temp != 1.0:
-        logits = logits * inv_temp
-    lse = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, labels.clamp(min=0)[:, None]).squeeze(-1) - lse
-    if with_entropy:
-        z = logits if entropy_grad else logits.detach()
-        entropy = (lse if entropy_grad else lse.detach()) - (torch.softmax(z, dim=-1) * z).sum(dim=-1)
-    else:
-        entropy = torch.zeros_like(logp)
-    return logp, entropy
+def _compute_dtype(hidden: Tensor, weight: Tensor) -> torch.dtype:
+    """fp32, or fp64 when an input is fp64 (for gradcheck); never bf16/fp16 for the logits."""
+    return torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)
+
+
+class _ChunkLogprobs(torch.autograd.Function):
+    """log-probs (and entropies) of one chunk of tokens; the backward pass recomputes the chunk's logits.
+
+    This is activation checkpointing by hand: the forward keeps only (hidden, weight, labels, lse), and the
+    backward rebuilds the (n, V) logits and turns them into the gradient in place.  Peak: two (n, V) fp32
+    buffers (torch.utils.checkpoint around the same code measured ~5: logsumexp and gather backward each
+    allocate their own).  With z = h W^T / T, p = softmax(z), lse = logsumexp(z), y the label:
+
+        logp_y = z_y - lse                          d logp_y / dz = onehot(y) - p
+        H = lse - sum_v p_v z_v = -sum_v p_v log p_v  d H / dz = -p * (log p + H)
+        dL/dh = (dL/dz) W / T,   dL/dW = (dL/dz)^T h / T
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, inv_temp, with_entropy, entropy_grad):
+        # hidden (n, H), weight (V, H), labels (n,) long >= 0 -> logp (n,), entropy (n,)
+        dtype = _compute_dtype(hidden, weight)
+        z = F.linear(hidden.to(dtype), weight.to(dtype)).mul_(inv_temp)  # (n, V) fp32 (fp64 for fp64 inputs)
+        lse = torch.logsumexp(z, dim=-1)
+        logp = z.gather(-1, labels[:, None]).squeeze(-1) - lse
+        if with_entropy:
+            log_p = z.sub_(lse[:, None])  # in place: z is not needed any more
+            entropy = -log_p.exp().mul_(log_p).sum(dim=-1)  # one more (n, V) buffer, not two
+        else:
+            entropy = torch.zeros_like(logp)
+        ctx.save_for_backward(hidden, weight, labels, lse, entropy)
+        ctx.inv_temp, ctx.entropy_grad = inv_temp, entropy_grad
+        if not entropy_grad:
+            ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, grad_entropy):
+        hidden, weight, labels, lse, entropy = ctx.saved_tensors
+        dtype = _compute_dtype(hidden, weight)
+        h, w = hidden.to(dtype), weight.to(dtype)
+        log_p = F.linear(h, w).mul_(ctx.inv_temp).sub_(lse[:, None])  # (n, V) recomputed log-softmax
+        grad_z = log_p.exp()  # p, turned into dL/dz in place below
+        if ctx.entropy_grad and grad_entropy is not None:
+            # dL/dz = p * (-g_H (log p + H) - g_logp) + g_logp onehot(y)
+            grad_z.mul_(log_p.add_(entropy[:, None]).mul_(-grad_entropy[:, None]).sub_(grad_logp[:, None]))
+        else:
+            grad_z.mul_(-grad_logp[:, None])
+        del log_p
+        grad_z.scatter_add_(1, labels[:, None], grad_logp[:, None].to(grad_z.dtype))
+        grad_z.mul_(ctx.inv_temp)
+        grad_hidden = (grad_z @ w).to(hidden.dtype) if ctx.needs_input_grad[0] else None
+        grad_weight = (grad_z.T @ h).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 def token_logprobs(
@@ -72,14 +111,10 @@ def token_logprobs(
     flat_h = hidden.reshape(B * L, H)
     flat_y = labels.reshape(B * L)
     inv_temp = 1.0 / temperature
-    use_ckpt = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     logps, ents = [], []
     for start in range(0, B * L, chunk_size):
-        h, y = flat_h[start : start + chunk_size], flat_y[start : start + chunk_size]
-        if use_ckpt:
-            lp, en = checkpoint(_chunk, h, weight, y, inv_temp, with_entropy, entropy_grad, use_reentrant=False)
-        else:
-            lp, en = _chunk(h, weight, y, inv_temp, with_entropy, entropy_grad)
+        h, y = flat_h[start : start + chunk_size], flat_y[start : start + chunk_size].clamp(min=0)
+        lp, en = _ChunkLogprobs.apply(h, weight, y, inv_temp, with_entropy, entropy_grad)
         logps.append(lp)
         ents.append(en)
     if not logps:  # B * L == 0
@@ -95,7 +130,8 @@ def token_logprobs_reference(
     hidden: Tensor, weight: Tensor, labels: Tensor, *, temperature: float = 1.0
 ) -> tuple[Tensor, Tensor]:
     """The plain version (full B x L x V fp32 logits) that ``token_logprobs`` must match; for tests only."""
-    logits = (hidden.float() @ weight.float().T) / temperature
+    dtype = _compute_dtype(hidden, weight)
+    logits = (hidden.to(dtype) @ weight.to(dtype).T) / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
     logp = torch.where(labels >= 0, logp, torch.zeros_like(logp))
     return logp, entropy_from_logits(logits)
