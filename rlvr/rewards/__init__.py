@@ -29,3 +29,4 @@ __all__ = [
     "load_user_function",
     "resolve_components",
 ]
+from rlvr.rewards import code, judge, verilog  # noqa: E402,F401
