@@ -36,10 +36,14 @@ def train(
     """Train a policy with GRPO (or another preset) as configured."""
     extra = list(overrides or []) + ([f"checkpoint.resume={resume}"] if resume else [])
     cfg = _load(config, extra)
+    from rlvr.data import DataError
     from rlvr.trainer import TrainingDiverged, train as run_training
 
     try:
         result = run_training(cfg)
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(code=2) from None
     except TrainingDiverged as err:
         console.print(f"[bold red]training stopped:[/] {err}")
         raise typer.Exit(code=3) from None

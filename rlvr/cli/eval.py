@@ -59,27 +59,40 @@ def model_fingerprint(path: str) -> str:
 
 def eval_command(
     model: Optional[str] = typer.Option(None, "--model", help="model folder (or hub id); overrides model.path"),
-    data: Optional[str] = typer.Option(None, "--data", help="problems: .jsonl/.parquet/.csv, HF folder, reasoning_gym:<name>"),
-    config: Optional[str] = typer.Option(None, "--config", help="YAML RunConfig to reuse model/data/prompt/reward/eval from"),
-    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="where results go (default <output_dir>/eval or runs/eval)"),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="problems: .jsonl/.parquet/.csv, HF datasets folder, reasoning_gym:<name>"),
+    config: Optional[str] = typer.Option(
+        None, "--config", help="YAML RunConfig whose model/data/prompt/reward/eval sections are reused"),
+    output_dir: Optional[str] = typer.Option(
+        None, "--output-dir", "-o", help="where results go (default <output_dir>/eval with --config, else runs/eval)"),
     n: Optional[int] = typer.Option(None, "--n", help="samples per problem (default eval.n with --config, else 16)"),
-    k: Optional[str] = typer.Option(None, "--k", help="budgets for pass@k / maj@k, e.g. 1,2,4,8,16 (default powers of 2 up to n)"),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="sampling temperature (default 1.0; eval.temperature with --config)"),
-    top_p: Optional[float] = typer.Option(None, "--top-p"),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="0 = off"),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="completions per generate call (0 = 16 problems at a time)"),
-    greedy: bool = typer.Option(True, "--greedy/--no-greedy", help="also draw one greedy sample per problem (greedy pass@1)"),
+    k: Optional[str] = typer.Option(
+        None, "--k", help="budgets for pass@k / maj@k, e.g. 1,2,4,8,16 (default powers of 2 up to n)"),
+    temperature: Optional[float] = typer.Option(
+        None, "--temperature", help="sampling temperature (default 1.0; eval.temperature with --config)"),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="nucleus sampling (default rollout.top_p)"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="top-k sampling, 0 = off (default rollout.top_k)"),
+    max_new_tokens: Optional[int] = typer.Option(
+        None, "--max-new-tokens", help="default eval.max_new_tokens, else rollout.max_new_tokens"),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="completions per generate call (0 = 16 problems at a time)"),
+    greedy: bool = typer.Option(
+        True, "--greedy/--no-greedy", help="also draw one greedy sample per problem (greedy pass@1)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N problems"),
-    verifier: Optional[str] = typer.Option(None, "--verifier", help="verifier for file rows without their own (data.verifier)"),
-    template: Optional[str] = typer.Option(None, "--template", help="prompt template, e.g. '{question}' (prompt.template)"),
-    token_entropy: str = typer.Option("sampled", "--token-entropy", help="sampled (surprisal of sampled tokens) | forward (exact, slower)"),
+    verifier: Optional[str] = typer.Option(
+        None, "--verifier", help="verifier of file rows without their own (data.verifier)"),
+    template: Optional[str] = typer.Option(
+        None, "--template", help="prompt template, e.g. '{question}' (prompt.template)"),
+    token_entropy: str = typer.Option(
+        "sampled", "--token-entropy", help="sampled (surprisal of the sampled tokens) | forward (exact, slower)"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
-    save_completions: bool = typer.Option(False, "--save-completions", help="keep completion texts in problems.jsonl"),
+    save_completions: bool = typer.Option(
+        False, "--save-completions", help="keep the completion texts in problems.jsonl"),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", help="dotted config overrides, repeatable: --set reward.timeout_s=5"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="rich progress bar"),
+    overrides: Optional[list[str]] = typer.Option(
+        None, "--set", help="dotted config override, repeatable: --set reward.timeout_s=5"),
 ) -> None:
     """Sample n completions per problem, verify them, and report pass@k, maj@k, entropies (results.json,
     problems.jsonl, pass_at_k.png). A killed eval resumes where it stopped."""
@@ -209,7 +222,8 @@ def summary_table(summary: dict[str, float], title: str = "eval") -> Table:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    order = ("num_problems", "n", "pass@", "maj@", "cot_pass@", "avg@", "greedy_pass@", "best_of_n", "mean_reward", "solved_frac")
+    order = ("num_problems", "n", "pass@", "maj@", "cot_pass@", "avg@", "greedy_pass@", "best_of_n", "mean_reward",
+             "solved_frac")
 
     def rank(key: str) -> int:
         return next((i for i, p in enumerate(order) if key == p or (p.endswith("@") and key.startswith(p))), len(order))
@@ -224,7 +238,8 @@ def summary_table(summary: dict[str, float], title: str = "eval") -> Table:
 def compare_command(
     run_a: str = typer.Argument(..., help="eval output dir of the base model (A)"),
     run_b: str = typer.Argument(..., help="eval output dir of the trained model (B)"),
-    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="default <RUN_B>/compare_<name of RUN_A>"),
+    output_dir: Optional[str] = typer.Option(
+        None, "--output-dir", "-o", help="where compare.json / compare.png go (default <RUN_B>/compare_<name of RUN_A>)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="two names for the plot and table, e.g. base,rl"),
 ) -> None:
     """Compare two `rlvr eval` runs: support preserved / shrunk / expanded / out-of-support, pass@k curves and

@@ -54,21 +54,21 @@ def seed_step(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(mixed)
 
 
-def load_data(cfg: RunConfig, tokenizer):
-    """Training (and held-out) examples with their prompts rendered; bad rows reported once."""
+def load_data(cfg: RunConfig) -> tuple[list, list]:
+    """Training (and held-out) examples; bad rows reported once. Runs before any model or tokenizer loads."""
     report = load_examples(cfg.data)
     if report.bad_rows:
         log.warning(report.summary())
-    examples = report.examples
-    check_template(cfg.prompt, examples[0])
-    for ex in examples:
-        ex.prompt = render_prompt(ex, cfg.prompt, tokenizer)
-    held_out = []
-    if cfg.data.eval_source:
-        held_out = load_examples(cfg.data, eval=True).examples
-        for ex in held_out:
+    held_out = load_examples(cfg.data, eval=True).examples if cfg.data.eval_source else []
+    check_template(cfg.prompt, report.examples + held_out)
+    return report.examples, held_out
+
+
+def render_prompts(cfg: RunConfig, tokenizer, *example_lists) -> None:
+    check_template(cfg.prompt, example_lists[0][:1], tokenizer)
+    for examples in example_lists:
+        for ex in examples:
             ex.prompt = render_prompt(ex, cfg.prompt, tokenizer)
-    return examples, held_out
 
 
 def sample_groups(cfg: RunConfig, sampler, engine, scorer) -> tuple[list, list, list, dict[str, float]]:
@@ -143,8 +143,9 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(t.seed)
     device = resolve_device(cfg.model.device)
+    examples, held_out = load_data(cfg)
     tokenizer = load_tokenizer(cfg.model)
-    examples, held_out = load_data(cfg, tokenizer)
+    render_prompts(cfg, tokenizer, examples, held_out)
     model = load_policy(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
     reference = make_reference(model, cfg.model.lora.enabled) if a.kl_coef > 0 else None
     engine = HFRolloutEngine(model, tokenizer, device, add_special_tokens=not cfg.prompt.chat_template)

@@ -36,7 +36,11 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def model_path(path: str) -> str:
     """A local folder (``~`` expanded) when one exists; otherwise the string as given (a hub id)."""
     expanded = os.path.expanduser(path)
-    return expanded if os.path.exists(expanded) else path
+    if os.path.exists(expanded):
+        return expanded
+    if not path or path.startswith(("/", ".", "~")) or path.count("/") > 1:
+        raise FileNotFoundError(f"model.path: {path!r} is not an existing folder (nor a hub id like 'org/name')")
+    return path
 
 
 def load_tokenizer(cfg: ModelConfig):
