@@ -460,6 +460,15 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"trainer.warmup_steps = {t.warmup_steps} is longer than trainer.steps = {t.steps}")
     if not cfg.reward.components:
         raise ConfigError("reward.components is empty: at least one reward is needed")
+    from rlvr.rewards import VERIFIERS
+
     for i, comp in enumerate(cfg.reward.components):
-        if not comp.name:
-            raise ConfigError(f"reward.components[{i}].name is empty")
+        key = f"reward.components[{i}].name"
+        path, sep, function = comp.name.rpartition(":")
+        if sep and path.endswith(".py"):
+            if not Path(path).expanduser().is_file():
+                raise ConfigError(f"{key}: reward file {path!r} not found")
+            if not function.isidentifier():
+                raise ConfigError(f"{key}: {function!r} is not a function name")
+        elif comp.name != "auto":
+            _registered(key, comp.name, VERIFIERS)

@@ -70,6 +70,9 @@ def test_preset_then_field_overrides():
     (["model.dtype=fp8"], "model.dtype"),
     (["trainer.schedule=cosin"], "did you mean 'cosine'"),
     (["trainer.warmup_steps=500", "trainer.steps=10"], "warmup_steps"),
+    (["reward.components=[{name: mathh}]"], r"reward.components\[0\].name.*did you mean 'math'"),
+    (["reward.components=[{name: missing.py:fn}]"], "reward file 'missing.py' not found"),
+    (["reward.components=[]"], "at least one reward"),
 ])
 def test_impossible_combinations_fail_with_the_keys(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -93,3 +96,12 @@ def test_resolved_config_round_trips(tmp_path):
     again = tmp_path / "again.yaml"
     again.write_text(to_yaml(cfg))
     assert load_config(again) == cfg
+
+
+def test_every_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        load_config(path)
