@@ -116,7 +116,8 @@ def plot_curves(metrics_jsonl: str | Path, out_png: str | Path, reward_key: str 
     ax_r.set_xlabel("step")
     ax_r.set_title(reward_key)
     ax_r.grid(alpha=0.3)
-    eval_keys = sorted({k for row in rows for k in row if k.startswith("eval/") and k[5:].startswith(ACCURACY_PREFIXES)})
+    eval_keys = sorted({k for row in rows for k in row if k.startswith("eval/") and k[5:].startswith(ACCURACY_PREFIXES)
+                        and _is_num(row[k])})
     for key in eval_keys:
         pts = [(s, row[key]) for s, row in zip(steps, rows) if _is_num(row.get(key))]
         if pts:

@@ -182,6 +182,8 @@ def evaluate(
 ) -> EvalResult:
     """Sample ``n`` completions (plus one greedy one when ``greedy``) per example, verify, summarize.
 
+    With temperature 0 the samples are greedy already, and greedy pass@1 reuses the first one (no extra call).
+
     engine:   a RolloutEngine (``.generate(prompts, n, *, max_new_tokens, temperature, top_p, top_k, batch_size)``).
     scorer:   ``.score(examples, completions) -> list[RewardResult]`` (a rlvr.rewards.RewardScorer).
     examples: problems with ``prompt`` rendered (the question is used when the prompt is empty).
@@ -237,14 +239,17 @@ def _eval_chunk(engine, scorer, chunk, *, n, temperature, top_p, top_k, max_new_
     with _seeded(seed):
         groups = engine.generate(prompts, n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                  top_k=top_k, batch_size=batch_size)
-        if greedy:
+        if greedy and temperature > 0:
             greedy_groups = engine.generate(prompts, 1, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0,
                                             top_k=0, batch_size=batch_size)
     flat_examples = [ex for ex in chunk for _ in range(n)]
     flat = [c for group in groups for c in group]
+    greedy_at = [len(chunk) * n + p for p in range(len(chunk))]  # where each greedy sample's result is
     if greedy_groups is not None:
         flat_examples += list(chunk)
         flat += [g[0] for g in greedy_groups]
+    elif greedy:  # temperature 0: the samples are greedy already; reuse the first one
+        greedy_groups, greedy_at = [[g[0]] for g in groups], [p * n for p in range(len(chunk))]
     results = _score(scorer, flat_examples, flat)
     records = []
     for p, (ex, group) in enumerate(zip(chunk, groups)):
@@ -257,7 +262,7 @@ def _eval_chunk(engine, scorer, chunk, *, n, temperature, top_p, top_k, max_new_
                               correct_key=correct_key, judge_key=judge_key, entropies=entropies,
                               save_completions=save_completions)
         if greedy_groups is not None:
-            g, r = greedy_groups[p][0], results[len(chunk) * n + p]
+            g, r = greedy_groups[p][0], results[greedy_at[p]]
             rec["greedy"] = {"correct": int(verdict(r, correct_threshold, correct_key)), "extracted": r.extracted,
                              "length": len(g.token_ids), "truncated": int(g.finish_reason == "length")}
             if save_completions:

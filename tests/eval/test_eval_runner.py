@@ -194,3 +194,12 @@ def test_seeded_evaluate_leaves_the_callers_rng_alone():
     evaluate(RandomEngine(), ScriptedScorer(), _examples(), n=4, ks=[1], temperature=1.0, top_p=1.0,
              max_new_tokens=8, batch_size=0, greedy=True, seed=7)
     assert torch.equal(torch.rand(2), expected)  # same draw as if evaluate had not run
+
+
+def test_temperature_zero_reuses_the_sample_as_greedy():
+    engine = ScriptedEngine()
+    res = evaluate(engine, ScriptedScorer(), _examples(), n=1, ks=[1], temperature=0.0, top_p=1.0,
+                   max_new_tokens=8, batch_size=0, greedy=True)
+    assert len(engine.calls) == 1  # no second, greedy generate call
+    # greedy texts: q0 "1" (right), q1 "5" (wrong) -> pass@1 = greedy_pass@1 = 0.5
+    assert res.summary["pass@1"] == res.summary["greedy_pass@1"] == 0.5
