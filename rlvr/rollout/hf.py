@@ -67,6 +67,7 @@ class HFRolloutEngine:
             attention[i, width - len(ids) :] = 1
         greedy = temperature == 0
         sampling = {} if greedy else {"temperature": temperature, "top_p": top_p, "top_k": top_k or None}
+        copies, n = (n, 1) if greedy else (1, n)  # greedy: one decode per prompt, repeated n times
         out = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=attention.to(self.device),
@@ -94,7 +95,7 @@ class HFRolloutEngine:
             item = Completion(text, tokens, logprobs, finish, prompt_ids=list(prompt_ids[row // n]))
             if row % n == 0:
                 completions.append([])
-            completions[-1].append(item)
+            completions[-1].extend([item] * copies)
         return completions
 
 

@@ -196,7 +196,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     norm_len = a.agg_norm_len or cfg.rollout.max_new_tokens
     metrics: dict[str, Any] = {}
     try:
-        with RewardScorer(cfg.reward.components, cfg.reward.timeout_s, cfg.reward.num_workers) as scorer, \
+        with RewardScorer(cfg.reward.components, cfg.reward.timeout_s, cfg.reward.num_workers,
+                          memory_limit_mb=cfg.reward.memory_limit_mb) as scorer, \
                 StepProgress(t.steps, start, enabled=cfg.logging.progress) as progress:
             for step in range(start + 1, t.steps + 1):
                 step_start = time.perf_counter()
