@@ -42,10 +42,11 @@ def forking_token_mask(
         kept = (flat_m & (rank < k)).reshape(mask.shape)
     if not return_metrics:
         return kept
-    kept_e = torch.where(kept, entropy.detach().to(torch.float32), torch.full_like(flat_e, math.inf).reshape(mask.shape))
+    n_kept = kept.sum().to(torch.float32)
+    kept_e = torch.where(kept, entropy.detach().to(torch.float32), torch.tensor(math.inf, device=kept.device))
     metrics = {
-        "forking_tokens_kept": kept.sum().to(torch.float32),
-        "forking_frac_kept": kept.sum().to(torch.float32) / n_valid.clamp(min=1).to(torch.float32),
-        "forking_entropy_threshold": kept_e.min() if kept.numel() else entropy.new_zeros(()),
+        "forking_tokens_kept": n_kept,
+        "forking_frac_kept": n_kept / n_valid.clamp(min=1).to(torch.float32),
+        "forking_entropy_threshold": kept_e.min() if kept.numel() else n_kept.new_zeros(()),
     }
     return kept, metrics
