@@ -12,7 +12,6 @@ from rlvr.eval.compare import compare_runs, compare_table
 from rlvr.eval.entropy import answer_entropy, entropy_from_logits, forward_token_entropy, sampled_token_surprisal
 from rlvr.eval.majority import answer_classes, maj_at_k, normalize_answer
 from rlvr.eval.passk import avg_at_n, best_of_n, pass_at_k, pass_at_k_curve
-from rlvr.eval.plots import plot_compare, plot_curves, plot_pass_at_k
 from rlvr.eval.results import load_run, run_eval, settings_hash
 from rlvr.eval.runner import EvalResult, evaluate, problem_key, problem_metrics, summarize, verdict
 from rlvr.eval.support import CATEGORIES, crossover_k, support_category, support_counts
@@ -48,3 +47,12 @@ __all__ = [
     "support_counts",
     "verdict",
 ]
+
+
+def __getattr__(name: str):
+    """The plotting helpers import matplotlib only when first used (the trainer imports rlvr.eval every run)."""
+    if name in ("plot_compare", "plot_curves", "plot_pass_at_k"):
+        from rlvr.eval import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module 'rlvr.eval' has no attribute {name!r}")

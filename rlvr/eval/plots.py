@@ -73,7 +73,7 @@ def plot_compare(
     ax.set_ylabel("pass@k")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     ax.set_title("pass@k")
     if support:
         bx = axes[0][1]
