@@ -206,7 +206,8 @@ def _acquire_uid() -> tuple[int, int]:
 
 
 def _tasks_of_uid(uid: int) -> list[int]:
-    """Pids whose real uid is ``uid`` (reads /proc/<pid>/status: also finds non-dumpable processes)."""
+    """Live (non-zombie) pids whose real uid is ``uid`` (from /proc/<pid>/status, which also shows
+    non-dumpable processes correctly)."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -214,11 +215,13 @@ def _tasks_of_uid(uid: int) -> list[int]:
         try:
             with open(f"/proc/{name}/status", "rb") as f:
                 for line in f:
+                    if line.startswith(b"State:") and line.split()[1] in (b"Z", b"X"):
+                        break
                     if line.startswith(b"Uid:"):
                         if int(line.split()[1]) == uid:
                             found.append(int(name))
                         break
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
     return found
 

@@ -146,3 +146,18 @@ def test_stdio_program_cannot_see_expected_output():
     hack = "import os\nprint(os.listdir('.'))"
     r = code(fenced(hack), [{"input": "1 2", "output": "SECRET-EXPECTED"}], {})
     assert r.score == 0.0 and "SECRET" not in r.details["cases"][0]["why"].split("got")[1]
+
+
+def test_through_the_reward_scorer_worker_pool():
+    # the verifier pickles into the scorer's worker processes and runs the sandbox from there
+    from rlvr.config import RewardComponentConfig
+    from rlvr.rewards import RewardScorer
+    from rlvr.types import Example
+
+    examples = [Example(question="add", answer=STDIO, verifier="code")] * 2
+    scorer = RewardScorer([RewardComponentConfig("code")], timeout_s=30, num_workers=1)
+    try:
+        results = scorer.score(examples, [fenced(ADD), fenced("print(0)")])
+    finally:
+        scorer.close()
+    assert [r.score for r in results] == [1.0, 0.0]  # the adder passes; "0" fails case 0 (expected 3)
