@@ -33,17 +33,20 @@ from collections.abc import Sequence
 from math import comb
 
 _WS = re.compile(r"\s+")
+_LATEX_SPACING = re.compile(r"\\[,;:! ]|\\left(?![a-zA-Z])|\\right(?![a-zA-Z])")  # \, \; \: \! "\ " \left \right
+_LATEX_FRAC = re.compile(r"\\[dt]frac")
 
 
 def normalize_answer(answer: str | None) -> str | None:
-    """The key answers are grouped by: whitespace removed, case-folded, outer ``$`` and a final period dropped.
+    """The key answers are grouped by: LaTeX spacing and \\left/\\right dropped, \\dfrac/\\tfrac -> \\frac,
+    whitespace removed, case-folded, outer ``$`` and a final period dropped.
 
     Equivalent forms that differ in more than spelling ("1/2" vs "0.5") stay distinct classes.
     """
     if answer is None:
         return None
-    text = _WS.sub("", str(answer)).casefold()
-    text = text.strip("$").rstrip(".")
+    text = _LATEX_FRAC.sub(r"\\frac", _LATEX_SPACING.sub("", str(answer)))
+    text = _WS.sub("", text).casefold().rstrip(".").strip("$").rstrip(".")
     return text if text else None
 
 

@@ -103,6 +103,16 @@ def test_maj_at_k_hand_example():
     assert maj_at_k([" 1/2 ", "1/2.", "$1/2$", "3"], [1, 1, 1, 0], 4) == 1.0
 
 
+def test_normalize_answer_by_hand():
+    assert normalize_answer(" $1/2$. ") == "1/2"  # spaces, outer $, final period
+    assert normalize_answer(r"\dfrac{1}{2}") == r"\frac{1}{2}"
+    assert normalize_answer(r"\left( 1, 2 \right)") == "(1,2)"
+    assert normalize_answer(r"1\,000") == "1000"
+    assert normalize_answer(r"x \rightarrow y") == r"x\rightarrowy"  # \right inside \rightarrow is kept
+    assert normalize_answer("B") == "b"
+    assert normalize_answer("  ") is None and normalize_answer(None) is None
+
+
 def test_answer_classes_rank_and_correctness():
     # class "a" 2 samples (one judged correct -> 1/2 >= 1/2 -> correct), "b" 2 samples but appears later
     classes = answer_classes(["b", "a", "a", "b", None, "c"], [0, 1, 0, 0, 0, 1])
