@@ -12,7 +12,8 @@ of the micro-batches add up exactly to the loss of the whole batch, so gradient 
 
 With the defaults (None) the counts are taken from ``mask``.  A sequence counts towards ``num_seqs`` when it
 has at least one valid token (a fully masked row, e.g. an overlong-filtered completion, does not dilute the
-mean) — count the same way when you pass it: ``num_seqs = int(mask.any(-1).sum())``, ``num_tokens = int(mask.sum())``.
+mean) — count the same way when you pass it: ``num_seqs = mask.any(-1).sum()``, ``num_tokens = mask.sum()``
+(ints or 0-dim tensors; tensors avoid a device sync).
 
 All functions: values (B, T) float, mask (B, T) bool -> 0-dim tensor.
 """

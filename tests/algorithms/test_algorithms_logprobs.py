@@ -91,3 +91,24 @@ def test_bfloat16_inputs_are_computed_in_float32():
     ref_logp, ref_ent = token_logprobs_reference(hidden.float(), weight.float(), labels)
     assert logp.dtype == torch.float32 and torch.allclose(logp, ref_logp, atol=1e-5)
     assert torch.allclose(ent, ref_ent, atol=1e-5)
+
+
+def test_matches_a_tiny_llama_logits():
+    # the contract: feed the last hidden state (after the final norm) of the positions predicting the labels
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32)
+    model = LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 40, (2, 9))
+    with torch.no_grad():
+        out = model(ids, output_hidden_states=True)
+    prompt_len = 4
+    labels = ids[:, prompt_len:]  # the response tokens
+    hidden = out.hidden_states[-1][:, prompt_len - 1 : -1]  # positions predicting them
+    logp, ent = token_logprobs(hidden, model.lm_head.weight, labels, temperature=0.8, chunk_size=3)
+    logits = out.logits[:, prompt_len - 1 : -1].float() / 0.8
+    expected = torch.log_softmax(logits, -1).gather(-1, labels[..., None]).squeeze(-1)
+    assert torch.allclose(logp, expected, atol=1e-5)
+    assert torch.allclose(ent, entropy_from_logits(logits), atol=1e-5)

@@ -160,3 +160,24 @@ def test_clipped_token_loss_bounds(log_ratio, a, clip_low, clip_high):
     assert loss.item() >= -a * min(max(rho, 1 - clip_low), 1 + clip_high) - 1e-12
     if a > 0:
         assert loss.item() >= -a * (1 + clip_high) - 1e-12
+
+
+def test_every_registered_function_takes_the_trainer_keywords_and_survives_an_empty_mask():
+    # the trainer calls each function of a kind with the same keywords; an all-masked micro-batch must give
+    # a finite 0 loss (0 / max(count, 1)) and finite metrics
+    from rlvr.algorithms import ADVANTAGES
+
+    B, T = 4, 3
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    rewards = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    for name in ADVANTAGES:
+        adv, m = ADVANTAGES.get(name)(rewards, mask, torch.tensor([0, 0, 1, 1]), token_kl=torch.zeros(B, T),
+                                      kl_coef=0.1, norm_by_std=True, scale="group", eps=1e-6)
+        assert adv.shape == (B, T) and (adv == 0).all() and all(torch.isfinite(v) for v in m.values()), name
+    logp = torch.zeros(B, T, requires_grad=True)
+    for name in POLICY_LOSSES:
+        for agg in AGGREGATIONS:
+            loss, m = POLICY_LOSSES.get(name)(logp, logp.detach(), torch.ones(B, T), mask, clip_low=0.2,
+                                              clip_high=0.28, dual_clip=3.0, agg=agg, agg_norm_len=3,
+                                              num_seqs=None, num_tokens=None)
+            assert loss.item() == 0.0 and all(torch.isfinite(v) and v.dim() == 0 for v in m.values()), (name, agg)
