@@ -19,7 +19,9 @@ per process (``capabilities()`` says which ones are active on this machine):
    RLIMIT_NPROC (counted per uid, not enforced for root) counts only this run's processes.
 4. Namespaces (root, Linux): a new network namespace (only a down loopback: no connection to anything, not even
    127.0.0.1), a new mount namespace in which the private temp dir is bind-mounted over /tmp, /var/tmp,
-   /dev/shm and /run/lock (the world-writable places), and a new pid namespace: the program runs as pid 1
+   /dev/shm and /run/lock (the world-writable places) and every non-system top-level dir (/root, /home, /work,
+   /mnt, /opt ...) is covered by an empty read-only tmpfs (the caller's data stays invisible), and a new pid
+   namespace: the program runs as pid 1
    of it under a tiny ``unshare --fork --kill-child`` launcher, so when it ends or is killed, the kernel kills
    every process it left behind, double-forked daemons included.
 5. A private temporary directory as cwd, HOME and TMPDIR, removed afterwards; an environment with only PATH,
@@ -65,11 +67,18 @@ _EXIT_SETUP_FAILED = 121  # the child's exit status when the sandbox could not b
 _UID_SLOTS = 256
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 _PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # world-writable places hidden in the mount ns
+# top-level directories a program needs; every other one (/root, /home, /work, /mnt, /opt, /data ...) is covered
+# by an empty read-only tmpfs in the mount namespace, unless it holds the program's own binary
+_SYSTEM_DIRS = ("bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "sys", "tmp",
+                "usr", "var")
 
 # clone / mount flags (linux/sched.h, linux/mount.h)
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWNET = 0x40000000
+_MS_RDONLY = 1
+_MS_NOSUID = 2
+_MS_NODEV = 4
 _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
@@ -119,6 +128,7 @@ class Capabilities:
     pidns: bool  # the `unshare --fork --kill-child` launcher runs the program as pid 1 of a new pid namespace
     launcher: str | None
     private_dirs: tuple[str, ...] = field(default=())
+    hidden_dirs: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
 
 
@@ -141,8 +151,8 @@ _os_setgroups, _os_setgid, _os_setuid, _os_chdir, _os_exit, _os_write = (
 _setrlimit = resource.setrlimit
 
 
-def _make_preexec(*, ns_flags: int, bind_dirs: tuple[bytes, ...], workdir: bytes, uid: int | None,
-                  limits: tuple[tuple[int, int], ...]):
+def _make_preexec(*, ns_flags: int, bind_dirs: tuple[bytes, ...], hide_dirs: tuple[bytes, ...], workdir: bytes,
+                  uid: int | None, limits: tuple[tuple[int, int], ...]):
     """The function the child runs after fork, before exec. Any failure -> exit status 121."""
 
     def preexec() -> None:
@@ -156,6 +166,9 @@ def _make_preexec(*, ns_flags: int, bind_dirs: tuple[bytes, ...], workdir: bytes
                 for target in bind_dirs:  # ordered so that the dir holding workdir is covered last
                     if _libc_mount(workdir, target, None, _MS_BIND, None) != 0:
                         raise OSError("bind mount")
+                for target in hide_dirs:
+                    if _libc_mount(b"tmpfs", target, b"tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, b"size=4k,mode=555") != 0:
+                        raise OSError("hide mount")
                 _os_chdir(b"/tmp")
             for res, value in limits:
                 _setrlimit(res, (value, value))
@@ -279,10 +292,14 @@ def _probe() -> Capabilities:
     linux = sys.platform.startswith("linux") and _libc_unshare is not None
     launcher = shutil.which("unshare", path=_PATH)
     private = tuple(d for d in _PRIVATE_DIRS if os.path.isdir(d) and not os.path.islink(d))
+    hidden = tuple(sorted(f"/{d}" for d in os.listdir("/") if d not in _SYSTEM_DIRS
+                          and os.path.isdir(f"/{d}") and not os.path.islink(f"/{d}")))
     true_bin = shutil.which("true", path=_PATH) or "/bin/true"
 
     candidates = [
+        Capabilities(True, True, True, True, launcher, private, hidden),
         Capabilities(True, True, True, True, launcher, private),
+        Capabilities(True, True, True, False, None, private, hidden),
         Capabilities(True, True, True, False, None, private),
         Capabilities(True, True, False, False, None),
         Capabilities(True, False, False, False, None),
@@ -296,7 +313,7 @@ def _probe() -> Capabilities:
                      max_file_mb=1, stdin=b"", files=None)
         if probe.returncode == 0:
             return Capabilities(caps.setuid, caps.netns, caps.mountns, caps.pidns, caps.launcher,
-                                caps.private_dirs, tuple(notes))
+                                caps.private_dirs, caps.hidden_dirs, tuple(notes))
         notes.append(f"layer set {caps} failed: {probe.stderr.strip()[:200]}")
     return Capabilities(False, False, False, False, None, (), tuple(notes))
 
@@ -414,16 +431,18 @@ def _run(argv: list[str], *, caps: Capabilities, timeout_s: float, memory_mb: in
         wd_real = os.path.realpath(workdir)
         targets = sorted(caps.private_dirs if caps.mountns else (),
                          key=lambda d: wd_real.startswith(os.path.realpath(d) + os.sep))
+        exe = argv[0] if os.path.isabs(argv[0]) else (shutil.which(argv[0], path=_PATH) or argv[0])
+        hide = _dirs_to_hide(caps, exe) if caps.mountns else ()
         preexec = _make_preexec(ns_flags=ns_flags, bind_dirs=tuple(os.fsencode(d) for d in targets),
-                                workdir=os.fsencode(workdir), uid=uid, limits=limits)
+                                hide_dirs=hide, workdir=os.fsencode(workdir), uid=uid, limits=limits)
+        argv = [exe] + argv[1:]
         if caps.pidns and caps.launcher:
             argv = [caps.launcher, "--fork", "--kill-child", "--"] + argv
-        exe = argv[0] if os.path.isabs(argv[0]) else (shutil.which(argv[0], path=_PATH) or argv[0])
         with tempfile.TemporaryFile() as stdin_file:
             stdin_file.write(stdin)
             stdin_file.seek(0)
             try:
-                proc = subprocess.Popen([exe] + argv[1:], stdin=stdin_file, stdout=subprocess.PIPE,
+                proc = subprocess.Popen(argv, stdin=stdin_file, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, cwd=workdir, env=env, close_fds=True,
                                         start_new_session=True, preexec_fn=preexec)
             except OSError as e:  # exec failed (binary missing, not executable by the uid ...)
@@ -450,6 +469,19 @@ def _run(argv: list[str], *, caps: Capabilities, timeout_s: float, memory_mb: in
         shutil.rmtree(workdir, ignore_errors=True)
         if lock_fd >= 0:
             os.close(lock_fd)
+
+
+_hide_cache: dict[tuple, tuple[bytes, ...]] = {}
+
+
+def _dirs_to_hide(caps: Capabilities, exe: str) -> tuple[bytes, ...]:
+    """``caps.hidden_dirs`` minus the top-level dirs holding the program (or the launcher) or the sandbox dir."""
+    key = (caps.hidden_dirs, exe)
+    if key not in _hide_cache:
+        keep = [os.path.realpath(p) for p in (exe, caps.launcher or "/", tempfile.gettempdir())]
+        _hide_cache[key] = tuple(os.fsencode(d) for d in caps.hidden_dirs
+                                 if not any(k == d or k.startswith(d + os.sep) for k in keep))
+    return _hide_cache[key]
 
 
 def _within_hard_limit(res: int, value: int) -> int:
