@@ -175,6 +175,9 @@ def _load_tests(reference: Any, metadata: dict) -> Any:
             if metadata.get(key):
                 tests = metadata[key]
                 break
+    if isinstance(tests, dict) and not ("inputs" in tests and "outputs" in tests):
+        inner = next((tests[k] for k in ("tests", "test_cases", "test_list", "test", "input_output") if tests.get(k)), None)
+        tests = inner if inner is not None else tests
     if isinstance(tests, str):
         stripped = tests.strip()
         if stripped[:1] in "[{":

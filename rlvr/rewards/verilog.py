@@ -48,6 +48,8 @@ CLOCK_NAMES = ("clk", "clock", "clk_i", "i_clk", "clk_in")
 RESET_NAMES = ("rst", "reset", "rst_n", "rstn", "reset_n", "resetn", "areset", "arst", "arst_n", "aresetn",
                "rst_i", "i_rst", "nrst", "nreset")
 _COMPILE_FAILED = "RLVR_COMPILE_FAILED"
+_TB = "rlvr_tb"  # the testbench module (a name a design will not use)
+_TAG = "@rlvr"  # prefix of the testbench's trace lines
 
 
 def check_available() -> None:
@@ -266,12 +268,12 @@ def make_testbench(top: str, ports: list[Port], vectors: int, seed: int, reset_c
         rng_txt = f"[{p.width - 1}:0] " if p.width > 1 else ""
         return f"  {kind} {rng_txt}{p.name};"
 
-    lines = ["`timescale 1ns/1ps", "module tb;"]
+    lines = ["`timescale 1ns/1ps", f"module {_TB};"]
     lines += [decl(p, "reg") for p in inputs] + [decl(p, "wire") for p in outputs]
     lines.append(f"  {top} dut(" + ", ".join(f".{p.name}({p.name})" for p in ports) + ");")
     fmt = " ".join("%b" for _ in outputs)
-    display = f'$display("%0d {fmt}", step, {", ".join(p.name for p in outputs)});' if outputs else \
-        '$display("%0d", step);'
+    display = f'$display("{_TAG} %0d {fmt}", step, {", ".join(p.name for p in outputs)});' if outputs else \
+        f'$display("{_TAG} %0d", step);'
     lines.append("  integer step;")
     if clock is not None:
         lines.append(f"  always #5 {clock.name} = ~{clock.name};")
@@ -307,7 +309,7 @@ _cache_lock = threading.Lock()
 
 def simulate(design: str, testbench: str, *, timeout_s: float, memory_mb: int) -> tuple[bool, str]:
     """(ok, stdout or error text) of compiling + running ``design`` with ``testbench`` in the sandbox."""
-    script = (f"iverilog -g2012 -o sim.vvp -s tb tb.v design.v || {{ echo {_COMPILE_FAILED} >&2; exit 3; }}; "
+    script = (f"iverilog -g2012 -o sim.vvp -s {_TB} tb.v design.v || {{ echo {_COMPILE_FAILED} >&2; exit 3; }}; "
               "exec vvp -n sim.vvp")
     r = run_command(["/bin/sh", "-c", script], timeout_s=timeout_s, memory_mb=memory_mb, max_procs=16,
                     max_output_bytes=4 << 20, files={"design.v": design, "tb.v": testbench})
@@ -338,12 +340,15 @@ def _golden_run(design: str, testbench: str, *, timeout_s: float, memory_mb: int
     return out
 
 
-def _trace(stdout: str) -> dict[int, list[str]]:
-    rows = {}
+def _trace(stdout: str) -> dict[int, list[str] | None]:
+    """{step: output values} from the testbench's tagged lines; None for a step printed twice differently
+    (a design that $displays look-alike lines cannot overwrite the real ones)."""
+    rows: dict[int, list[str] | None] = {}
     for line in stdout.splitlines():
         parts = line.split()
-        if parts and parts[0].isdigit():
-            rows[int(parts[0])] = parts[1:]
+        if len(parts) >= 2 and parts[0] == _TAG and parts[1].isdigit():
+            step = int(parts[1])
+            rows[step] = parts[2:] if step not in rows or rows[step] == parts[2:] else None
     return rows
 
 
@@ -401,6 +406,8 @@ def verilog(completion: str, reference: Any, metadata: dict, *, vectors: int = 2
     names = [p.name for p in gold_ports if p.direction == "output"]
     mismatches = []
     for step, gvals in gold_rows.items():
+        if gvals is None:  # cannot happen with a sane golden design; never blame the candidate for it
+            continue
         cvals = cand_rows.get(step)
         if cvals is None or len(cvals) != len(gvals) or not all(map(bits_match, gvals, cvals)):
             mismatches.append(step)
@@ -413,7 +420,7 @@ def verilog(completion: str, reference: Any, metadata: dict, *, vectors: int = 2
         return RewardResult(score, reason=f"outputs match on all {total} steps", extracted=cand, details=details)
     first = mismatches[0]
     got = cand_rows.get(first)
-    diff = ", ".join(f"{nm}: expected {g} got {c}" for nm, g, c in zip(names, gold_rows[first], got or [])
-                     if not bits_match(g, c)) if got else "no output"
+    diff = ", ".join(f"{nm}: expected {g} got {c}" for nm, g, c in zip(names, gold_rows[first] or [], got)
+                     if not bits_match(g, c)) if got else "no output (or conflicting lines)"
     return RewardResult(score, reason=f"mismatch on {len(mismatches)}/{total} steps; first at step {first}: {diff}"[:300],
                         extracted=cand, details=details)

@@ -161,3 +161,8 @@ def test_through_the_reward_scorer_worker_pool():
     finally:
         scorer.close()
     assert [r.score for r in results] == [1.0, 0.0]  # the adder passes; "0" fails case 0 (expected 3)
+
+
+def test_tests_nested_in_a_reference_dict():
+    r = code(fenced(ADD), {"tests": STDIO[:2]}, {})
+    assert r.score == 1.0 and r.details["total"] == 2  # 1+2=3, 10-4=6

@@ -120,3 +120,11 @@ def test_no_code_block():
             vmod.check_available()
         return
     assert vmod.verilog("no code", ADDER, {}).reason.startswith("no ```verilog")
+
+
+
+def test_trace_ignores_untagged_lines_and_flags_conflicts():
+    # a design's own $display output cannot overwrite the testbench's lines: a step printed twice with
+    # different values becomes None (counted as a mismatch); untagged lines are ignored
+    out = "@rlvr 0 01\n0 11\n@rlvr 0 10\n@rlvr 1 11\n@rlvr 1 11\nhello\n"
+    assert vmod._trace(out) == {0: None, 1: ["11"]}
