@@ -152,7 +152,7 @@ _setrlimit = resource.setrlimit
 
 
 def _make_preexec(*, ns_flags: int, bind_dirs: tuple[bytes, ...], hide_dirs: tuple[bytes, ...], workdir: bytes,
-                  uid: int | None, limits: tuple[tuple[int, int], ...]):
+                  uid: int | None, limits: tuple[tuple[int, int, int], ...]):
     """The function the child runs after fork, before exec. Any failure -> exit status 121."""
 
     def preexec() -> None:
@@ -170,8 +170,8 @@ def _make_preexec(*, ns_flags: int, bind_dirs: tuple[bytes, ...], hide_dirs: tup
                     if _libc_mount(b"tmpfs", target, b"tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, b"size=4k,mode=555") != 0:
                         raise OSError("hide mount")
                 _os_chdir(b"/tmp")
-            for res, value in limits:
-                _setrlimit(res, (value, value))
+            for res, soft, hard in limits:
+                _setrlimit(res, (soft, hard))
             if uid is not None:
                 _os_setgroups([])
                 _os_setgid(uid)
@@ -371,7 +371,8 @@ def run_command(argv: list[str], stdin: str | bytes = "", *, timeout_s: float = 
                 files: dict[str, str | bytes] | None = None) -> SandboxResult:
     """Run ``argv`` (absolute path or a name on /usr/local/bin:/usr/bin:/bin) in the sandbox dir.
 
-    Limits: ``timeout_s`` wall clock (CPU limit = ceil(timeout_s) + 1 s), ``memory_mb`` address space per
+    Limits: ``timeout_s`` wall clock (CPU: SIGXCPU after int(timeout_s) + 1 s, SIGKILL 1 s later; CPU time of all
+    threads adds up), ``memory_mb`` address space per
     process, ``max_output_bytes`` for stdout + stderr together, ``max_procs`` processes/threads,
     ``max_file_mb`` per written file. ``files``: {relative path: content} created in the sandbox dir.
     """
@@ -417,13 +418,14 @@ def _run(argv: list[str], *, caps: Capabilities, timeout_s: float, memory_mb: in
         nproc = max_procs + (1 if caps.pidns else 0)
         if uid is None:  # RLIMIT_NPROC counts every task of the uid: allow what exists + max_procs
             nproc += _count_threads_of_uid(os.getuid())
-        limits = tuple((res, _within_hard_limit(res, value)) for res, value in (
-            (resource.RLIMIT_CPU, int(timeout_s) + 2),
-            (resource.RLIMIT_AS, int(memory_mb) << 20),
-            (resource.RLIMIT_FSIZE, int(max_file_mb) << 20),
-            (resource.RLIMIT_NPROC, nproc),
-            (resource.RLIMIT_CORE, 0),
-            (resource.RLIMIT_NOFILE, 256),
+        # (resource, soft, hard); CPU: SIGXCPU at the soft limit (reported as "cpu_limit"), SIGKILL 1 s later
+        limits = tuple((res, _within_hard_limit(res, soft), _within_hard_limit(res, hard)) for res, soft, hard in (
+            (resource.RLIMIT_CPU, int(timeout_s) + 1, int(timeout_s) + 2),
+            (resource.RLIMIT_AS, int(memory_mb) << 20, int(memory_mb) << 20),
+            (resource.RLIMIT_FSIZE, int(max_file_mb) << 20, int(max_file_mb) << 20),
+            (resource.RLIMIT_NPROC, nproc, nproc),
+            (resource.RLIMIT_CORE, 0, 0),
+            (resource.RLIMIT_NOFILE, 256, 256),
         ))
         ns_flags = ((_CLONE_NEWNET if caps.netns else 0) | (_CLONE_NEWNS if caps.mountns else 0)
                     | (_CLONE_NEWPID if caps.pidns else 0))
@@ -453,8 +455,7 @@ def _run(argv: list[str], *, caps: Capabilities, timeout_s: float, memory_mb: in
         proc.wait()
         rc = proc.returncode
         if reason is None:
-            reason = {-signal.SIGXCPU: "cpu_limit", -signal.SIGXFSZ: "file_size_limit",
-                      _EXIT_SETUP_FAILED: None}.get(rc)
+            reason = {-signal.SIGXCPU: "cpu_limit", -signal.SIGXFSZ: "file_size_limit"}.get(rc)
             if rc == _EXIT_SETUP_FAILED and b"rlvr sandbox: setup failed" in err:
                 reason = "setup_failed"
         return SandboxResult(
