@@ -22,13 +22,14 @@ PRESETS.register(
         "loss": "ppo_clip",
         "clip_low": 0.2,
         "clip_high": 0.2,
-        "agg": "seq-mean-token-mean",
+        "agg": "token-mean",
         "kl_coef": 0.0,
         "kl_estimator": "k3",
         "kl_in": "loss",
     },
-    doc="GRPO (DeepSeekMath, arXiv:2402.03300): group mean/std advantage, PPO clip 0.2, seq-mean-token-mean. "
-    "Deviation: no KL by default (paper beta 0.04; set kl_coef: 0.04).",
+    doc="GRPO (DeepSeekMath, arXiv:2402.03300): group mean/std advantage, PPO clip 0.2, token-mean. "
+    "Deviations: token-mean (paper: seq-mean-token-mean, which favours short wrong answers); no KL by "
+    "default (paper beta 0.04; set kl_coef: 0.04).",
 )
 
 PRESETS.register(

@@ -91,9 +91,9 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
     for _ in range(trainer.epochs):
         order = torch.randperm(len(batch), generator=generator)
         for mini in torch.tensor_split(order, trainer.mini_batches):
-            num_seqs = len(mini)
-            pg_tokens = int(pg_mask[mini].sum())
-            tokens = int(loss_mask[mini].sum())
+            # whole-mini-batch counts; a row with no token in the loss (e.g. overlong-filtered) is no sequence
+            pg_seqs, num_seqs = int(pg_mask[mini].any(-1).sum()), int(loss_mask[mini].any(-1).sum())
+            pg_tokens, tokens = int(pg_mask[mini].sum()), int(loss_mask[mini].sum())
             total = 0.0
             optimizer.zero_grad(set_to_none=True)
             for rows in _micro_batches(mini, trainer.micro_batch_size):
@@ -106,17 +106,19 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
                 old = cut(batch.old_logp) if batch.old_logp is not None else logp.detach()
                 loss, m = policy_loss(
                     logp, old, cut(advantages), cut(pg_mask), clip_low=algo.clip_low, clip_high=algo.clip_high,
-                    dual_clip=algo.dual_clip, agg=algo.agg, agg_norm_len=norm_len, num_seqs=num_seqs,
-                    num_tokens=pg_tokens,
+                    dual_clip=algo.dual_clip, agg=algo.agg, agg_norm_len=norm_len, num_seqs=max(pg_seqs, 1),
+                    num_tokens=max(pg_tokens, 1),
                 )
                 lmask = cut(loss_mask)
                 if batch.ref_logp is not None:
                     kl = kl_fn(logp, cut(batch.ref_logp))
-                    kl_term = aggregate(kl, lmask, norm_len=norm_len, num_seqs=num_seqs, num_tokens=tokens)
+                    kl_term = aggregate(kl, lmask, norm_len=norm_len, num_seqs=max(num_seqs, 1),
+                                        num_tokens=max(tokens, 1))
                     m["kl"] = kl_term.detach()
                     if algo.kl_in == "loss":
                         loss = loss + kl_coef * kl_term
-                ent_term = aggregate(entropy, lmask, norm_len=norm_len, num_seqs=num_seqs, num_tokens=tokens)
+                ent_term = aggregate(entropy, lmask, norm_len=norm_len, num_seqs=max(num_seqs, 1),
+                                     num_tokens=max(tokens, 1))
                 m["entropy"] = ent_term.detach()
                 if algo.entropy_coef > 0:
                     loss = loss - algo.entropy_coef * ent_term
@@ -124,7 +126,7 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
                 total += float(loss.detach())
                 for key, value in m.items():
                     # kl / entropy terms are already normalised by the mini-batch counts: their sum is the mean
-                    share = 1.0 if key in ("kl", "entropy") else len(rows) / num_seqs
+                    share = 1.0 if key in ("kl", "entropy") else len(rows) / len(mini)
                     sums[key] += float(value) * share
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, trainer.max_grad_norm or math.inf))
             finite = math.isfinite(total) and math.isfinite(grad_norm)

@@ -46,10 +46,15 @@ def model():
     return build_tiny_llama(build_char_tokenizer(), hidden=32, layers=1, heads=2)
 
 
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
-def test_micro_batching_gives_the_full_batch_gradient(model, agg):
+@pytest.mark.parametrize("agg, extra", [
+    ("token-mean", {}), ("seq-mean-token-mean", {}), ("seq-mean-token-sum-norm", {}),
+    ("seq-mean-token-mean", {"overlong_filter": True}), ("token-mean", {"entropy_top_frac": 0.3}),
+    ("token-mean", {"entropy_coef": 0.01}),
+])
+def test_micro_batching_gives_the_full_batch_gradient(model, agg, extra):
     batch = make_batch()
-    algo = AlgorithmConfig(agg=agg)
+    assert batch.truncated.any() and not batch.truncated.all()
+    algo = AlgorithmConfig(agg=agg, **extra)
     full, m_full = sgd_update(model, batch, 12, algo)
     split, m_split = sgd_update(model, batch, 5, algo)  # 5 + 5 + 2 rows
     moved = 0.0
