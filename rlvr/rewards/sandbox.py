@@ -350,18 +350,32 @@ def sandbox_python() -> str:
 # public entry points
 
 
+# -S skips site.py, which is also what defines the exit() / quit() builtins that many programs call: add them back,
+# then run main.py as __main__ (sys.argv == ["main.py"], tracebacks name main.py).
+_BOOT = (
+    "import builtins, sys\n"
+    "builtins.exit = builtins.quit = sys.exit\n"
+    "sys.argv = sys.argv[1:]\n"
+    "with open('main.py', 'rb') as f:\n"
+    "    code = compile(f.read(), 'main.py', 'exec')\n"
+    "del f\n"
+    "exec(code, {'__name__': '__main__', '__file__': 'main.py', '__builtins__': builtins})\n"
+)
+
+
 def run_program(code: str, stdin: str = "", *, timeout_s: float = 10.0, memory_mb: int = 1024,
                 max_output_bytes: int = 1 << 20, max_procs: int = 16, max_file_mb: int = 16,
                 files: dict[str, str | bytes] | None = None,
                 python_args: tuple[str, ...] = ("-I", "-S")) -> SandboxResult:
-    """Run Python source ``code`` (written to ``main.py`` in the sandbox dir) with ``stdin`` as its input.
+    """Run Python source ``code`` (written to ``main.py`` in the sandbox dir) as ``__main__`` with ``stdin``.
 
     ``python_args`` default: isolated mode (-I: no env vars, no user site, script dir not on sys.path) and
-    -S (no site-packages: the standard library only). ``files`` are written next to main.py beforehand.
+    -S (no site-packages: the standard library only; ``exit``/``quit`` are still defined; dropping -S costs
+    ~40% more start-up time). ``files`` are written next to main.py beforehand.
     """
     all_files = dict(files or {})
     all_files["main.py"] = code
-    return run_command([sandbox_python(), *python_args, "main.py"], stdin, timeout_s=timeout_s,
+    return run_command([sandbox_python(), *python_args, "-c", _BOOT, "main.py"], stdin, timeout_s=timeout_s,
                        memory_mb=memory_mb, max_output_bytes=max_output_bytes, max_procs=max_procs,
                        max_file_mb=max_file_mb, files=all_files)
 

@@ -166,3 +166,11 @@ def test_through_the_reward_scorer_worker_pool():
 def test_tests_nested_in_a_reference_dict():
     r = code(fenced(ADD), {"tests": STDIO[:2]}, {})
     assert r.score == 1.0 and r.details["total"] == 2  # 1+2=3, 10-4=6
+
+
+def test_exit_quit_and_main_guard_work_like_a_normal_script():
+    # print then exit(): output "3" stands, exit status 0 (site.py's exit() exists even with python -S)
+    prog = "import sys\ndef main():\n    print(sum(map(int, input().split())))\n    exit()\n" \
+           "if __name__ == '__main__' and sys.argv == ['main.py']:\n    main()\nprint('not reached')"
+    r = code(fenced(prog), STDIO[:1], {})
+    assert r.score == 1.0, r.reason
