@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -156,17 +157,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
 
     resume_from = ckpt.find_resume(out, cfg.checkpoint.resume)
     if resume_from is not None:
-        saved = ckpt.load_trainer_state(resume_from)
-        ckpt.load_policy_weights(model, resume_from)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        sampler.load_state_dict(saved["sampler"])
-        counters.update(saved["counters"])
-        if counters["reference_reset"] and reference is not None:
-            from safetensors.torch import load_model
-
-            load_model(reference.model, str(resume_from / "reference.safetensors"))
-        ckpt.set_rng_state(saved["rng"])
+        ckpt.restore(resume_from, model, optimizer, scheduler, sampler, counters,
+                     reference.model if reference is not None else None)
         log.info("resumed from %s (step %d)", resume_from, counters["step"])
     start = counters["step"]
     if start >= t.steps:
@@ -185,7 +177,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         interrupted["flag"] = True
         print("\nSIGINT: finishing this step, writing a checkpoint, then exiting (Ctrl-C again to abort)")
 
-    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
 
     def save(step: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -248,7 +241,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                     print(f"checkpoint written at step {step}; resume with the same command")
                     break
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
         logger.close()
     return {"step": counters["step"], **metrics}
 

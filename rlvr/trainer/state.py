@@ -112,3 +112,19 @@ def load_policy_weights(model, path: Path) -> None:
     tied = {k for k in missing if "lm_head" in k or "embed" in k}
     if set(missing) - tied or unexpected:
         raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
+
+
+def restore(path: Path, model, optimizer, scheduler, sampler, counters: dict[str, Any],
+            frozen_reference: torch.nn.Module | None) -> None:
+    """Load everything a checkpoint holds back into the live objects (``counters`` is updated in place)."""
+    saved = load_trainer_state(path)
+    load_policy_weights(model, path)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    sampler.load_state_dict(saved["sampler"])
+    counters.update(saved["counters"])
+    if counters.get("reference_reset") and frozen_reference is not None:
+        from safetensors.torch import load_model
+
+        load_model(frozen_reference, str(path / "reference.safetensors"))
+    set_rng_state(saved["rng"])

@@ -190,3 +190,23 @@ def test_lora_with_kl_uses_disabled_adapters_as_reference(tmp_path, tiny_model_d
     lines = [json.loads(x) for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
     assert lines[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # step 1: adapters start at zero -> policy == reference
     assert lines[1]["kl"] > 0  # after one update the policy has moved away from the base
+
+
+def test_resume_after_a_reference_reset_matches_a_straight_run(tmp_path, tiny_model_dir, arithmetic_jsonl):
+    """ProRL resets the reference at step 2; resuming from step 3 must restore that reset reference."""
+    algo = {"name": "prorl", "ref_reset_every": 2, "kl_coef": 0.5}
+    straight = config_from_dict(make_cfg(tmp_path / "a", tiny_model_dir, arithmetic_jsonl, algorithm=algo,
+                                         trainer={"steps": 4, "micro_batch_size": 16}))
+    train(straight)
+    first = config_from_dict(make_cfg(tmp_path / "b", tiny_model_dir, arithmetic_jsonl, algorithm=algo,
+                                      trainer={"steps": 3, "micro_batch_size": 16}))
+    train(first)
+    assert (Path(first.output_dir) / "checkpoints" / "step_000003" / "reference.safetensors").is_file()
+    resumed = config_from_dict(make_cfg(tmp_path / "b", tiny_model_dir, arithmetic_jsonl, algorithm=algo,
+                                        trainer={"steps": 4, "micro_batch_size": 16}))
+    train(resumed)
+    a = weights(Path(straight.output_dir) / "checkpoints" / "step_000004")
+    b = weights(Path(resumed.output_dir) / "checkpoints" / "step_000004")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    kl = [json.loads(x)["kl"] for x in (Path(resumed.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert kl[2] < kl[1] or kl[2] == pytest.approx(0.0, abs=1e-6)  # step 3 starts right after the reset
