@@ -51,7 +51,7 @@ class PretrainConfig:
     eval_every: int = 100
     min_steps: int = 200
     target: float = 0.30  # stop at the first dev greedy pass@1 >= target
-    max_new_tokens: int = 48
+    max_new_tokens: int = 64  # the longest solution is 55 characters + EOS
     seed: int = 0
     version: int = BASE_VERSION
 

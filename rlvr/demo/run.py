@@ -110,6 +110,9 @@ def run_demo(
     from rlvr.config import load_config
     from rlvr.trainer import train
 
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bars between ours
     console = console or Console()
     start = time.perf_counter()
     out = Path(output_dir).expanduser()

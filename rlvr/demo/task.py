@@ -26,6 +26,7 @@ from typing import Any
 PROMPT_TEMPLATE = "{question}\n"
 HELDOUT_MOD = 8  # 1 question in 8 belongs to the held-out pool
 LOW, HIGH = 10, 99  # operand range (inclusive)
+OPS = "+-"  # operators drawn for op1 and op2
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 
@@ -33,7 +34,7 @@ def make_problem(rng: random.Random) -> dict[str, Any]:
     """One problem: a op1 b op2 c with ops in {+, -}, every intermediate result and the answer >= 0."""
     while True:
         a, b, c = (rng.randint(LOW, HIGH) for _ in range(3))
-        op1, op2 = rng.choice("+-"), rng.choice("+-")
+        op1, op2 = rng.choice(OPS), rng.choice(OPS)
         s = a + b if op1 == "+" else a - b
         r = s + c if op2 == "+" else s - c
         if s >= 0 and r >= 0:

@@ -1,0 +1,44 @@
+"""The shortened demo (`rlvr demo --quick`): the same code path, every artifact written and consistent."""
+
+import json
+
+from typer.testing import CliRunner
+
+from rlvr.cli import app
+from rlvr.demo.report import read_metrics
+from rlvr.demo.run import run_demo
+
+
+def test_quick_demo_writes_consistent_artifacts(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLVR_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["demo", "--quick", "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "held-out accuracy" in result.output
+    for name in ("metrics.jsonl", "completions.jsonl", "reward_curve.png", "summary.json", "report.md"):
+        assert (out / name).is_file(), name
+    assert (out / "reward_curve.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = read_metrics(out / "metrics.jsonl")
+    # --quick: trainer.steps=2 with 2 prompts x 4 completions per step -> steps 1, 2 and 2 * 8 completion rows
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert summary["steps"] == 2 and summary["completions_per_step"] == 8
+    assert len((out / "completions.jsonl").read_text().splitlines()) == 16
+    assert summary["first_reward_mean"] == metrics[0]["reward/mean"]
+    assert summary["final_reward_mean"] == metrics[-1]["reward/mean"]
+    assert summary["heldout_problems"] == 8 and not summary["base_cached"]
+    for key in ("base_pass1", "final_pass1", "base_pass8", "final_pass8"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert summary["wall_seconds"] >= summary["train_seconds"] > 0
+    report = (out / "report.md").read_text()
+    # the report's table rows are the summary's numbers, formatted by hand here
+    b, f = summary["base_pass1"], summary["final_pass1"]
+    assert f"| greedy pass@1 | {100 * b:.1f}% | {100 * f:.1f}% | {100 * (f - b):+.1f} pts |" in report
+    b, f = summary["base_pass8"], summary["final_pass8"]
+    assert f"| pass@8 (T=1) | {100 * b:.1f}% | {100 * f:.1f}% | {100 * (f - b):+.1f} pts |" in report
+    assert "2 steps x 8 completions" in report
+
+    # a second run reuses the cached base, trains from it again and overwrites the artifacts
+    again = run_demo(output_dir=out, quick=True, progress=False, steps=1)
+    assert again["base_cached"] and again["steps"] == 1
+    assert [m["step"] for m in read_metrics(out / "metrics.jsonl")] == [1]
