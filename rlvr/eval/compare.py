@@ -46,7 +46,7 @@ def compare_runs(
     report: dict[str, Any] = {
         "labels": list(labels),
         "runs": [str(run_a), str(run_b)],
-        "n": [payload_a.get("summary", {}).get("n"), payload_b.get("summary", {}).get("n")],
+        "n": [int(payload_a.get("summary", {}).get("n", 0)), int(payload_b.get("summary", {}).get("n", 0))],
         "ks": ks,
         "support": {k: v for k, v in support.items() if k != "per_problem"},
         "per_problem": support["per_problem"],
