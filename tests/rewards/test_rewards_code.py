@@ -143,9 +143,11 @@ def test_printing_fake_result_lines_does_not_help():
 
 
 def test_stdio_program_cannot_see_expected_output():
-    hack = "import os\nprint(os.listdir('.'))"
+    # it prints every file of its directory (harness, inputs, other outputs): the expected text is in none of them
+    hack = "import os\nfor n in sorted(os.listdir('.')):\n    print(n, open(n).read().replace(chr(10), ' '))"
     r = code(fenced(hack), [{"input": "1 2", "output": "SECRET-EXPECTED"}], {})
     assert r.score == 0.0 and "SECRET" not in r.details["cases"][0]["why"].split("got")[1]
+    assert "in_0.txt 1 2" in r.reason  # what it saw: its own input, so the listing did run
 
 
 def test_through_the_reward_scorer_worker_pool():
@@ -174,3 +176,26 @@ def test_exit_quit_and_main_guard_work_like_a_normal_script():
            "if __name__ == '__main__' and sys.argv == ['main.py']:\n    main()\nprint('not reached')"
     r = code(fenced(prog), STDIO[:1], {})
     assert r.score == 1.0, r.reason
+
+
+def test_many_stdio_cases_run_in_one_sandbox():
+    cases = [{"input": f"{i} {i}", "output": str(2 * i)} for i in range(30)]  # i + i = 2i
+    r = code(fenced(ADD), cases, {})
+    assert r.score == 1.0 and r.details["total"] == 30
+
+
+def test_per_case_timeout_does_not_sink_other_cases():
+    prog = "n = int(input())\nwhile n == 0:\n    pass\nprint(n)"
+    cases = [{"input": "0", "output": "0"}, {"input": "5", "output": "5"}]
+    r = code(fenced(prog), cases, {}, partial=True, timeout_s=0.5)
+    assert r.score == 0.5  # case 0 loops forever (timeout), case 1 prints 5
+    assert r.details["cases"][0]["why"] == "timeout after 0.5s"
+
+
+def test_stdio_harness_failures():
+    r = code(fenced("print(1"), STDIO, {})
+    assert r.score == 0.0 and "syntax error" in r.reason
+    r = code(fenced("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"), STDIO, {}, partial=True)
+    assert r.score == 0.0  # killing the harness leaves every case without a result
+    r = code(fenced("import sys\nsys.stdout.write('x' * (3 << 20))"), STDIO[:1], {}, max_output_bytes=1 << 20)
+    assert r.score == 0.0 and "output larger than 1 MB" in r.reason
