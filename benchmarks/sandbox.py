@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/sandbox.py --runs 200 --threads 2
 
 Each run is a full sandbox cycle (uid slot, private dir, namespaces, fork/exec of the launcher + python -I -S,
-output collection, teardown). Also reports the `code` verifier on a 1-case stdin/stdout problem, and the CPU
+output collection, teardown). Also reports the `code` verifier on 1-case and 20-case stdin/stdout problems, and the CPU
 time per run (this process + the sandboxed programs; kernel work in kernel threads, e.g. namespace teardown, is
 not counted): on a shared machine the wall-clock rate depends on the load, the CPU cost does not.
 """
@@ -75,6 +75,14 @@ def main() -> None:
 
     per_s, med, cpu = rate(verify, args.runs // 2, args.threads)
     print(f"code verifier, 1 stdio case  threads={args.threads}: {per_s:6.1f} items/s  (median {med * 1000:.1f} ms; "
+          f"{cpu * 1000:.1f} CPU-ms/item)")
+    many = [{"input": f"{i} {i}", "output": str(2 * i)} for i in range(20)]
+
+    def verify_many(i: int) -> None:
+        assert code(completion, many, {}).score == 1.0
+
+    per_s, med, cpu = rate(verify_many, args.runs // 4, args.threads)
+    print(f"code verifier, 20 stdio cases threads={args.threads}: {per_s:6.1f} items/s  (median {med * 1000:.1f} ms; "
           f"{cpu * 1000:.1f} CPU-ms/item)")
 
 

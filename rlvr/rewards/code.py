@@ -38,6 +38,9 @@ not partial; stdin/stdout only).
 from __future__ import annotations
 
 import ast
+import functools
+import hashlib
+import inspect
 import json
 import operator
 import re
@@ -380,7 +383,11 @@ def normalize_output(text: str) -> list[str]:
 # Expected outputs (even their hashes: short answers could be brute-forced) never enter the sandbox; the
 # comparison happens in the parent.
 _STDIO_HARNESS = r'''
-import builtins, hashlib, os, select, signal, sys
+import builtins, os, select, signal, sys
+try:
+    from _sha256 import sha256  # the C module itself: much cheaper to import than hashlib (OpenSSL)
+except ImportError:
+    from hashlib import sha256
 {normalize_src}
 def _case(i, src_code, timeout):
     pid = os.fork()
@@ -422,7 +429,7 @@ def _case(i, src_code, timeout):
     with open("err_%d.txt" % i, "rb") as f:
         err_lines = [ln for ln in f.read()[-2000:].decode("utf-8", "replace").splitlines() if ln.strip()]
     norm = normalize_output(out)
-    digest = hashlib.sha256("\n".join(norm).encode()).hexdigest()
+    digest = sha256("\n".join(norm).encode()).hexdigest()
     line = [i, "timeout" if timed_out else rc, digest, "\\n".join(norm)[:80], err_lines[-1].strip()[:200] if err_lines else ""]
     os.write(1, ("{nonce} " + repr(line) + "\n").encode())
     return timed_out or rc != 0
@@ -442,10 +449,12 @@ _main({n}, {timeout}, {stop})
 '''
 
 
-def _run_stdio_tests(code: str, cases: list[tuple[Any, Any]], p: dict) -> list[tuple[bool, str]]:
-    import hashlib
-    import inspect
+@functools.lru_cache(maxsize=1)
+def _normalize_source() -> str:
+    return inspect.getsource(normalize_output)
 
+
+def _run_stdio_tests(code: str, cases: list[tuple[Any, Any]], p: dict) -> list[tuple[bool, str]]:
     files = {"solution.py": code}
     expected = []
     for i, (stdin, want) in enumerate(cases):
@@ -453,7 +462,7 @@ def _run_stdio_tests(code: str, cases: list[tuple[Any, Any]], p: dict) -> list[t
         want = "\n".join(map(str, want)) if isinstance(want, list) else str(want)
         expected.append(normalize_output(want))
     nonce = secrets.token_hex(8)
-    harness = _STDIO_HARNESS.format(normalize_src=inspect.getsource(normalize_output), nonce=nonce, n=len(cases),
+    harness = _STDIO_HARNESS.format(normalize_src=_normalize_source(), nonce=nonce, n=len(cases),
                                     timeout=float(p["timeout_s"]), stop=bool(p["stop"]))
     total_timeout = len(cases) * float(p["timeout_s"]) + 5.0
     r = run_program(harness, timeout_s=total_timeout, memory_mb=p["memory_mb"], files=files,
