@@ -17,13 +17,14 @@ per process (``capabilities()`` says which ones are active on this machine):
    Slots are taken with ``flock`` on a file per slot, so threads *and* processes never share one. A run
    therefore cannot signal the parent, read root-only files (``/root``, ``/proc/<ppid>/environ``), and
    RLIMIT_NPROC (counted per uid, not enforced for root) counts only this run's processes.
-4. Namespaces (root, Linux): a new network namespace (only a down loopback: no connection to anything, not even
-   127.0.0.1), a new mount namespace in which the private temp dir is bind-mounted over /tmp, /var/tmp,
-   /dev/shm and /run/lock (the world-writable places) and every non-system top-level dir (/root, /home, /work,
-   /mnt, /opt ...) is covered by an empty read-only tmpfs (the caller's data stays invisible), and a new pid
-   namespace: the program runs as pid 1
-   of it under a tiny ``unshare --fork --kill-child`` launcher, so when it ends or is killed, the kernel kills
-   every process it left behind, double-forked daemons included.
+4. Namespaces (root, Linux):
+   - network: only a down loopback, so no connection to anything, not even 127.0.0.1;
+   - mount: the private temp dir is bind-mounted over /tmp, /var/tmp and /dev/shm (the world-writable places),
+     and every non-system top-level dir (/root, /home, /work, /mnt, /opt, /run ...) is covered by an empty
+     read-only tmpfs: the caller's data stays invisible, and so do filesystem unix sockets (/run/...), which
+     a network namespace does not cover;
+   - pid: the program runs as pid 1 of it under a tiny ``unshare --fork --kill-child`` launcher, so when it ends
+     or is killed, the kernel kills every process it left behind, double-forked daemons included.
 5. A private temporary directory as cwd, HOME and TMPDIR, removed afterwards; an environment with only PATH,
    LANG, HOME and TMPDIR; stdin from an unlinked file; stdout/stderr read through pipes with a byte cap
    (the run is killed once the cap is exceeded: ``killed_reason="output_limit"``).
@@ -66,11 +67,10 @@ __all__ = ["SandboxResult", "run_program", "run_command", "capabilities", "sandb
 _EXIT_SETUP_FAILED = 121  # the child's exit status when the sandbox could not be set up before exec
 _UID_SLOTS = 256
 _PATH = "/usr/local/bin:/usr/bin:/bin"
-_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # world-writable places hidden in the mount ns
-# top-level directories a program needs; every other one (/root, /home, /work, /mnt, /opt, /data ...) is covered
-# by an empty read-only tmpfs in the mount namespace, unless it holds the program's own binary
-_SYSTEM_DIRS = ("bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "sys", "tmp",
-                "usr", "var")
+_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # world-writable places replaced by the private dir in the mount ns
+# top-level directories a program needs; every other one (/root, /home, /work, /mnt, /opt, /data, /run with its
+# unix sockets ...) is covered by an empty read-only tmpfs in the mount namespace, unless it holds the program
+_SYSTEM_DIRS = ("bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "sys", "tmp", "usr", "var")
 
 # clone / mount flags (linux/sched.h, linux/mount.h)
 _CLONE_NEWNS = 0x00020000
