@@ -250,3 +250,31 @@ def test_cannot_read_the_callers_files():
         pytest.skip(f"{top} is not hidden on this machine")
     r = run_program(f"import os\nprint(os.path.exists({me!r}), os.listdir({top!r}))", timeout_s=5)
     assert r.stdout == "False []\n", r.stdout + r.stderr
+
+
+@needs_isolation
+def test_no_unix_sockets_of_the_host():
+    # an abstract socket (scoped by the network namespace) and a world-writable socket file under /run
+    # (hidden by the mount namespace) are both out of reach
+    name = f"rlvr-test-{uuid.uuid4().hex[:8]}"
+    abstract = socket.socket(socket.AF_UNIX)
+    abstract.bind("\0" + name)
+    abstract.listen(1)
+    paths = []
+    if "/run" in capabilities().hidden_dirs:
+        path = f"/run/{name}.sock"
+        filesock = socket.socket(socket.AF_UNIX)
+        filesock.bind(path)
+        os.chmod(path, 0o777)
+        filesock.listen(1)
+        paths.append(path)
+    code = (f"import socket\nfor addr in [{chr(0) + name!r}] + {paths!r}:\n    s = socket.socket(socket.AF_UNIX)\n"
+            "    try:\n        s.connect(addr); print('connected')\n    except OSError as e:\n        print('blocked')\n")
+    try:
+        r = run_program(code, timeout_s=5)
+        assert r.stdout.split() == ["blocked"] * (1 + len(paths)), r.stdout + r.stderr
+    finally:
+        abstract.close()
+        for p in paths:
+            filesock.close()
+            os.unlink(p)
