@@ -1,6 +1,7 @@
 """`code`: run the completion's Python program against test cases in the sandbox.
 
-    VERIFIERS.get("code")("```python\\nprint(sum(map(int, input().split())))\\n```", [{"input": "1 2", "output": "3"}], {})
+    completion = "```python\\nprint(sum(map(int, input().split())))\\n```"
+    VERIFIERS.get("code")(completion, [{"input": "1 2", "output": "3"}], {})
     # -> RewardResult(score=1.0, reason="passed 1/1 tests", ...)
 
 Code extraction: the last fenced ```python / ```py block, else the last bare ``` block, else the ``<answer>`` body.
@@ -181,7 +182,8 @@ def _load_tests(reference: Any, metadata: dict) -> Any:
                 tests = metadata[key]
                 break
     if isinstance(tests, dict) and not ("inputs" in tests and "outputs" in tests):
-        inner = next((tests[k] for k in ("tests", "test_cases", "test_list", "test", "input_output") if tests.get(k)), None)
+        keys = ("tests", "test_cases", "test_list", "test", "input_output")
+        inner = next((tests[k] for k in keys if tests.get(k)), None)
         tests = inner if inner is not None else tests
     if isinstance(tests, str):
         stripped = tests.strip()
@@ -301,7 +303,8 @@ def _builtin_names(source: str) -> list[str]:
     return sorted(n for n in names if hasattr(builtins, n))
 
 
-def _run_function_tests(code: str, setup: str, cases: list[_Case], modules: list[str], p: dict) -> list[tuple[bool, str]]:
+def _run_function_tests(code: str, setup: str, cases: list[_Case], modules: list[str],
+                        p: dict) -> list[tuple[bool, str]]:
     nonce = secrets.token_hex(8)
     exprs = [c.exprs for c in cases]
     restore = _builtin_names("\n".join(x for c in cases for x in c.exprs) + "\n" + setup)
@@ -398,13 +401,18 @@ def _case(i, src_code, timeout):
             for fd, name, flags in ((0, "in_%d.txt" % i, os.O_RDONLY), (1, "out_%d.txt" % i, os.O_WRONLY | os.O_CREAT),
                                     (2, "err_%d.txt" % i, os.O_WRONLY | os.O_CREAT)):
                 os.dup2(os.open(name, flags, 0o600), fd)
-            sys.stdin, sys.stdout, sys.stderr = open(0, "r", closefd=False), open(1, "w", closefd=False), open(2, "w", closefd=False)
+            sys.stdin = open(0, "r", closefd=False)
+            sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
             builtins.exit = builtins.quit = sys.exit
             try:
                 exec(src_code, {{"__name__": "__main__", "__file__": "solution.py", "__builtins__": builtins}})
                 rc = 0
             except SystemExit as e:
-                rc = 0 if e.code is None else (e.code if isinstance(e.code, int) else (print(e.code, file=sys.stderr) or 1))
+                if e.code is None or isinstance(e.code, int):
+                    rc = e.code or 0
+                else:  # sys.exit("message"): printed to stderr, status 1
+                    print(e.code, file=sys.stderr)
+                    rc = 1
             except BaseException:
                 import traceback
                 traceback.print_exc()
@@ -430,7 +438,8 @@ def _case(i, src_code, timeout):
         err_lines = [ln for ln in f.read()[-2000:].decode("utf-8", "replace").splitlines() if ln.strip()]
     norm = normalize_output(out)
     digest = sha256("\n".join(norm).encode()).hexdigest()
-    line = [i, "timeout" if timed_out else rc, digest, "\\n".join(norm)[:80], err_lines[-1].strip()[:200] if err_lines else ""]
+    last_err = err_lines[-1].strip()[:200] if err_lines else ""
+    line = [i, "timeout" if timed_out else rc, digest, "\\n".join(norm)[:80], last_err]
     os.write(1, ("{nonce} " + repr(line) + "\n").encode())
     return timed_out or rc != 0
 
@@ -532,7 +541,8 @@ def code(completion: str, reference: Any, metadata: dict, *, partial: bool = Fal
         elif isinstance(tests, (str, list)) and tests:
             source = tests if isinstance(tests, str) else "\n".join(map(str, tests))
             setup_extra = str((metadata or {}).get("test_setup_code", "") or "")
-            setup, cases, modules = _parse_assert_tests(setup_extra + "\n" + source, (metadata or {}).get("entry_point"))
+            entry = (metadata or {}).get("entry_point")
+            setup, cases, modules = _parse_assert_tests(setup_extra + "\n" + source, entry)
             kind = "assert"
         else:
             return RewardResult(0.0, reason="no test cases in reference/metadata", extracted=program)

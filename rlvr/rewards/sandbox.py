@@ -38,7 +38,8 @@ The child also gets PR_SET_PDEATHSIG = SIGKILL, so it dies if the calling proces
 killed at its timeout); in the pid namespace that takes the whole tree with it.
 
 Thread safety: the child is set up in ``preexec_fn`` that only calls async-signal-tolerant code bound before the
-fork (``libc.unshare``/``mount``/``prctl`` through ctypes, ``setrlimit``, ``setuid``); no imports, no locks. Concurrent calls
+fork (``libc.unshare``/``mount``/``prctl`` through ctypes, ``setrlimit``, ``setuid``); no imports, no locks.
+Concurrent calls
 from threads and from processes are tested.
 """
 
@@ -167,7 +168,8 @@ def _make_preexec(*, ns_flags: int, bind_dirs: tuple[bytes, ...], hide_dirs: tup
                     if _libc_mount(workdir, target, None, _MS_BIND, None) != 0:
                         raise OSError("bind mount")
                 for target in hide_dirs:
-                    if _libc_mount(b"tmpfs", target, b"tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, b"size=4k,mode=555") != 0:
+                    flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV
+                    if _libc_mount(b"tmpfs", target, b"tmpfs", flags, b"size=4k,mode=555") != 0:
                         raise OSError("hide mount")
                 _os_chdir(b"/tmp")
             for res, soft, hard in limits:

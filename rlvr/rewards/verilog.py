@@ -84,6 +84,9 @@ _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.RShift: operator.rshift}
 
 
+_BASES = {"d": 10, "h": 16, "b": 2, "o": 8}
+
+
 def _clog2(x: int) -> int:
     return max(0, (int(x) - 1).bit_length())
 
@@ -92,7 +95,7 @@ def _const(expr: str, params: dict[str, int]) -> int:
     """Evaluate a Verilog constant expression (numbers, parameters, + - * / % ** << >>, $clog2)."""
     text = expr.strip().replace("$clog2", "clog2")
     text = re.sub(r"(\d*)'[sS]?([dDhHbBoO])([0-9a-fA-F_xXzZ]+)",
-                  lambda m: str(int(m.group(3).replace("_", ""), {"d": 10, "h": 16, "b": 2, "o": 8}[m.group(2).lower()])),
+                  lambda m: str(int(m.group(3).replace("_", ""), _BASES[m.group(2).lower()])),
                   text)
 
     def ev(node: ast.AST) -> int:
@@ -422,5 +425,5 @@ def verilog(completion: str, reference: Any, metadata: dict, *, vectors: int = 2
     got = cand_rows.get(first)
     diff = ", ".join(f"{nm}: expected {g} got {c}" for nm, g, c in zip(names, gold_rows[first] or [], got)
                      if not bits_match(g, c)) if got else "no output (or conflicting lines)"
-    return RewardResult(score, reason=f"mismatch on {len(mismatches)}/{total} steps; first at step {first}: {diff}"[:300],
-                        extracted=cand, details=details)
+    reason = f"mismatch on {len(mismatches)}/{total} steps; first at step {first}: {diff}"
+    return RewardResult(score, reason=reason[:300], extracted=cand, details=details)
