@@ -223,7 +223,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                                 "tokens_per_s": float(batch.response_mask.sum()) / elapsed,
                                 "completions_per_s": len(batch) / elapsed, "epoch": float(sampler.epoch)})
                 if held_out and cfg.eval.every and (step % cfg.eval.every == 0 or step == t.steps):
-                    metrics.update(evaluate_held_out(cfg, engine, scorer, held_out))
+                    metrics.update(evaluate_held_out(cfg, engine, scorer, held_out, step))
                 logger.log(step, metrics)
                 if cfg.logging.log_completions:
                     logger.log_completions(step, completion_rows(step, batch_examples, groups, results))
@@ -264,11 +264,12 @@ def maybe_reset_reference(cfg, counters, reward_mean, step, reference, model, op
         log.info("step %d: reference policy and optimizer state reset", step)
 
 
-def evaluate_held_out(cfg: RunConfig, engine, scorer, held_out) -> dict[str, float]:
+def evaluate_held_out(cfg: RunConfig, engine, scorer, held_out, step: int) -> dict[str, float]:
     from rlvr.eval import evaluate
 
     e = cfg.eval
     result = evaluate(engine, scorer, held_out, n=e.n, ks=e.k, temperature=e.temperature, top_p=1.0,
                       max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
-                      batch_size=cfg.rollout.batch_size, greedy=e.temperature == 0)
+                      batch_size=cfg.rollout.batch_size, greedy=e.temperature == 0, progress=False,
+                      correct_threshold=cfg.reward.correct_threshold, seed=cfg.trainer.seed + step)
     return {f"eval/{k}": float(v) for k, v in result.summary.items() if isinstance(v, (int, float))}
