@@ -199,3 +199,11 @@ def test_stdio_harness_failures():
     assert r.score == 0.0  # killing the harness leaves every case without a result
     r = code(fenced("import sys\nsys.stdout.write('x' * (3 << 20))"), STDIO[:1], {}, max_output_bytes=1 << 20)
     assert r.score == 0.0 and "output larger than 1 MB" in r.reason
+
+
+def test_stdio_exit_statuses():
+    assert code(fenced("import sys\nprint(3)\nsys.exit(0)"), STDIO[:1], {}).score == 1.0  # prints 3, status 0
+    r = code(fenced("import sys\nprint(3)\nsys.exit('bad input')"), STDIO[:1], {})
+    assert r.score == 0.0 and "runtime error (exit 1): bad input" in r.reason  # like CPython: message, status 1
+    r = code(fenced("print(3)\nraise SystemExit(4)"), STDIO[:1], {})
+    assert r.score == 0.0 and "exit 4" in r.reason
