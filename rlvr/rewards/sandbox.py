@@ -220,6 +220,16 @@ def _acquire_uid() -> tuple[int, int]:
     raise RuntimeError(f"rlvr sandbox: all {_UID_SLOTS} uid slots are busy")
 
 
+def _remove_stale_dirs(uid: int) -> None:
+    """Delete sandbox dirs of ``uid`` left by an earlier holder of the slot that was killed mid-run (e.g. a reward
+    worker SIGKILLed at its timeout never reaches its cleanup). We hold the slot's lock, so none is in use."""
+    prefix = f"rlvr-sbx-{uid}-"
+    with os.scandir(tempfile.gettempdir()) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
 def _tasks_of_uid(uid: int) -> list[int]:
     """Live (non-zombie) pids whose real uid is ``uid`` (from /proc/<pid>/status, which also shows
     non-dumpable processes correctly)."""
@@ -421,7 +431,9 @@ def _run(argv: list[str], *, caps: Capabilities, timeout_s: float, memory_mb: in
          max_procs: int, max_file_mb: int, stdin: bytes, files: dict | None) -> SandboxResult:
     start = time.monotonic()
     uid, lock_fd = _acquire_uid() if caps.setuid else (None, -1)
-    workdir = tempfile.mkdtemp(prefix="rlvr-sbx-")
+    if uid is not None:
+        _remove_stale_dirs(uid)
+    workdir = tempfile.mkdtemp(prefix=f"rlvr-sbx-{uid}-" if uid is not None else "rlvr-sbx-")
     proc = None
     try:
         if uid is not None:

@@ -228,6 +228,15 @@ def test_sandbox_dies_with_its_caller():
     while _live(_uid_processes_left(base)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _live(_uid_processes_left(base)) == []
+    # the killed caller never cleaned up its private dir; the next run in that uid slot removes it
+    import tempfile
+
+    left = [e for e in os.listdir(tempfile.gettempdir()) if e.startswith("rlvr-sbx-") and e.split("-")[2].isdigit()
+            and base <= int(e.split("-")[2]) < base + sandbox._UID_SLOTS]
+    assert len(left) == 1
+    stale_uid = int(left[0].split("-")[2])
+    sandbox._remove_stale_dirs(stale_uid)
+    assert not os.path.exists(os.path.join(tempfile.gettempdir(), left[0]))
 
 
 def _live(pids: list[int]) -> list[int]:
