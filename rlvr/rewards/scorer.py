@@ -328,6 +328,7 @@ class RewardScorer:
             if metadata_extra is not None:
                 md.update(metadata_extra[i] or {})
             md.setdefault("verifier", ex.verifier)
+            md.setdefault("question", ex.question)  # judges and rubric rewards need the question
             metadata.append(md)
         # 1) which (component, item) pairs run in the pool and which are user-function calls
         per_component: list[list[RewardResult | None]] = [[None] * len(examples) for _ in self.components]
