@@ -244,6 +244,9 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
         logger.close()
+    from rlvr.eval.plots import plot_curves
+
+    plot_curves(out / "metrics.jsonl", out / "curves.png")  # reward and eval/* accuracy over steps
     return {"step": counters["step"], **metrics}
 
 

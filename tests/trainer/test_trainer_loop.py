@@ -220,6 +220,7 @@ def test_eval_during_training_logs_eval_metrics(tmp_path, tiny_model_dir, arithm
         checkpoint={"every": 0, "keep": 1}))
     train(cfg)
     lines = [json.loads(x) for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert (Path(cfg.output_dir) / "curves.png").stat().st_size > 1000
     for line in lines:
         assert "eval/pass@1" in line and "eval/pass@2" in line, sorted(line)
         assert 0.0 <= line["eval/pass@1"] <= line["eval/pass@2"] <= 1.0
