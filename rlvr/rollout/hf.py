@@ -8,6 +8,7 @@ distribution (after temperature / top-k / top-p, from `compute_transition_scores
 from __future__ import annotations
 
 import torch
+from transformers import GenerationConfig
 
 from rlvr.types import Completion
 
@@ -66,20 +67,30 @@ class HFRolloutEngine:
             input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention[i, width - len(ids) :] = 1
         greedy = temperature == 0
-        sampling = {} if greedy else {"temperature": temperature, "top_p": top_p, "top_k": top_k or None}
         copies, n = (n, 1) if greedy else (1, n)  # greedy: one decode per prompt, repeated n times
-        out = self.model.generate(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention.to(self.device),
+        # A fresh GenerationConfig: settings shipped in the model's generation_config.json (repetition_penalty,
+        # min_p, no_repeat_ngram_size ...) would sample from a distribution other than the pi/T the loss assumes.
+        config = GenerationConfig(
             do_sample=not greedy,
+            temperature=None if greedy else temperature,
+            top_p=None if greedy else top_p,
+            top_k=None if greedy else top_k,  # 0 = off
             num_return_sequences=n,
             max_new_tokens=max_new_tokens,
             pad_token_id=pad,
             eos_token_id=self.eos_ids,
             output_scores=True,
             return_dict_in_generate=True,
-            **sampling,
         )
+        # generate() fills every unset field from model.generation_config: lend it a neutral one meanwhile.
+        owner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # peft
+        shipped, owner.generation_config = owner.generation_config, GenerationConfig()
+        try:
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), generation_config=config
+            )
+        finally:
+            owner.generation_config = shipped
         generated = out.sequences[:, width:].cpu()  # (chunk*n, T)
         scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True).float().cpu()
         completions: list[list[Completion]] = []

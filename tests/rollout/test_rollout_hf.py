@@ -67,3 +67,21 @@ def test_sampling_logprobs_match_the_trainers_recomputation(engine, temperature)
     for i, c in enumerate(flat):
         expected = torch.tensor(c.logprobs)
         assert torch.allclose(logp[i, : len(c.logprobs)], expected, atol=1e-4), (i, logp[i], expected)
+
+
+def test_model_generation_config_does_not_change_the_sampling_distribution():
+    """A repetition_penalty shipped in generation_config.json must not skew rollouts away from pi/T."""
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_llama(tokenizer, hidden=32, layers=2, heads=2, seed=0)
+    model.generation_config.repetition_penalty = 3.0
+    model.generation_config.top_k = 3
+    eng = HFRolloutEngine(model, tokenizer, "cpu")
+    torch.manual_seed(2)
+    groups = eng.generate(PROMPTS, 2, max_new_tokens=8, temperature=1.0)
+    batch = build_batch([Example(question=p, answer="") for p in PROMPTS], groups, [RewardResult(0.0)] * 6,
+                        tokenizer.pad_token_id)
+    ids, mask, width = batch.model_inputs(torch.arange(len(batch)), torch.device("cpu"))
+    with torch.no_grad():
+        logp, _ = response_logprobs(model, ids, mask, width, temperature=1.0, chunk_size=64, with_entropy=False)
+    for i, c in enumerate(c for g in groups for c in g):
+        assert torch.allclose(logp[i, : len(c.logprobs)], torch.tensor(c.logprobs), atol=1e-4)
