@@ -38,7 +38,7 @@ def evaluate(
     *,
     n: int = 1,
     temperature: float = 0.0,
-    max_new_tokens: int = 64,
+    max_new_tokens: int = 72,
     batch_size: int = 512,
     ks: tuple[int, ...] = (1,),
     on_batch: Callable[[int], None] | None = None,

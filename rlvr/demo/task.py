@@ -1,13 +1,14 @@
-"""The demo task: three-number addition/subtraction worked out in two steps.
+"""The demo task: a 2-digit number then three 1-digit additions/subtractions, worked out step by step.
 
-    question   "47+38-19"
-    prompt     "47+38-19\n"                                         (PROMPT_TEMPLATE.format(question=...))
-    completion "<think>47+38=85 85-19=66</think><answer>66</answer>"  (+ EOS)
-    answer     "66"
+    question   "47+8-5+9"
+    prompt     "47+8-5+9\n"                                               (PROMPT_TEMPLATE.format(question=...))
+    completion "<think>47+8=55 55-5=50 50+9=59</think><answer>59</answer>"   (+ EOS)
+    answer     "59"
 
-The model has to carry out two 2-digit operations left to right and copy the result into the answer tag, a
-few "reasoning steps" that a ~1M-parameter character model gets partly right after a short supervised run,
-which leaves room for RL with a verifiable reward (the exact integer inside <answer>) to improve it.
+Three chained operations, each with a carry or borrow about half the time, then copying the result into the
+answer tag: a few "reasoning steps" in which a ~1M-parameter character model makes compounding mistakes after
+a short supervised run. That leaves room for RL with a verifiable reward (the exact integer inside <answer>)
+to improve it.
 
 Problems come from a seeded `random.Random`, so a (split, n, seed) triple always gives the same list.
 Train and held-out problems are disjoint by construction: a question belongs to the held-out pool exactly when
@@ -25,23 +26,33 @@ from typing import Any
 
 PROMPT_TEMPLATE = "{question}\n"
 HELDOUT_MOD = 8  # 1 question in 8 belongs to the held-out pool
-LOW, HIGH = 10, 99  # operand range (inclusive)
-OPS = "+-"  # operators drawn for op1 and op2
+FIRST = (10, 99)  # range of the first operand (inclusive)
+REST = (1, 9)  # range of the following operands
+STEPS = 3  # operations per problem: "47+8-5+9" takes three
+OPS = "+-"  # operators
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 
 def make_problem(rng: random.Random) -> dict[str, Any]:
-    """One problem: a op1 b op2 c with ops in {+, -}, every intermediate result and the answer >= 0."""
+    """One problem x0 op1 x1 op2 x2 ... with every running result >= 0, and its worked solution.
+
+    "47+8-5+9" -> "<think>47+8=55 55-5=50 50+9=59</think><answer>59</answer>", answer "59".
+    """
     while True:
-        a, b, c = (rng.randint(LOW, HIGH) for _ in range(3))
-        op1, op2 = rng.choice(OPS), rng.choice(OPS)
-        s = a + b if op1 == "+" else a - b
-        r = s + c if op2 == "+" else s - c
-        if s >= 0 and r >= 0:
+        value = rng.randint(*FIRST)
+        question, steps = str(value), []
+        for _ in range(STEPS):
+            op, x = rng.choice(OPS), rng.randint(*REST)
+            new = value + x if op == "+" else value - x
+            steps.append(f"{value}{op}{x}={new}")
+            question += f"{op}{x}"
+            value = new
+            if value < 0:
+                break
+        if value >= 0:
             break
-    question = f"{a}{op1}{b}{op2}{c}"
-    solution = f"<think>{a}{op1}{b}={s} {s}{op2}{c}={r}</think><answer>{r}</answer>"
-    return {"question": question, "answer": str(r), "solution": solution}
+    solution = f"<think>{' '.join(steps)}</think><answer>{value}</answer>"
+    return {"question": question, "answer": str(value), "solution": solution}
 
 
 def is_heldout(question: str) -> bool:

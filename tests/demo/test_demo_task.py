@@ -8,18 +8,19 @@ from rlvr.demo.tiny import build_char_tokenizer
 def test_problem_format_and_arithmetic():
     rows = task.generate("train", 200, seed=3)
     for row in rows:
-        a, op1, b, op2, c = _split(row["question"])
-        s = a + b if op1 == "+" else a - b
-        r = s + c if op2 == "+" else s - c
-        assert s >= 0 and r >= 0
-        assert row["answer"] == str(r)
-        assert row["solution"] == f"<think>{a}{op1}{b}={s} {s}{op2}{c}={r}</think><answer>{r}</answer>"
+        # by hand: "47+8-5+9" -> first 47, then (+, 8), (-, 5), (+, 9); solution "47+8=55 55-5=50 50+9=59"
+        first, rest = int(row["question"][:2]), row["question"][2:]
+        ops = [(rest[i], int(rest[i + 1])) for i in range(0, len(rest), 2)]
+        assert len(ops) == 3 and 10 <= first <= 99 and all(1 <= x <= 9 for _, x in ops)
+        value, steps = first, []
+        for op, x in ops:
+            new = value + x if op == "+" else value - x
+            steps.append(f"{value}{op}{x}={new}")
+            value = new
+            assert value >= 0
+        assert row["answer"] == str(value)
+        assert row["solution"] == f"<think>{' '.join(steps)}</think><answer>{value}</answer>"
         assert task.is_correct(row["solution"], row["answer"])
-
-
-def _split(q):
-    # by hand: "47+38-19" -> 47, '+', 38, '-', 19 (operands are always two digits)
-    return int(q[0:2]), q[2], int(q[3:5]), q[5], int(q[6:8])
 
 
 def test_deterministic_and_disjoint():
@@ -69,4 +70,25 @@ def test_build_base_caches_and_rebuilds(tmp_path):
 
     m1 = AutoModelForCausalLM.from_pretrained(third["model_path"])
     assert third["loss"] == first["loss"]  # the build is seeded: a rebuild repeats the first one exactly
-    assert m1.num_parameters() == 32 * 100 + 4 * 16 * 16 + 3 * 16 * 32 + 2 * 16 + 16  # emb + attn + mlp + norms
+    assert m1.num_parameters() == 100 * 16 + 4 * 16 * 16 + 3 * 16 * 32 + 2 * 16 + 16  # emb + attn + mlp + norms
+
+
+def test_warmup_stops_at_target_and_backs_off_an_overshoot(monkeypatch):
+    import rlvr.demo.pretrain as pretrain
+    from rlvr.demo.tiny import build_tiny_llama
+
+    tok = build_char_tokenizer()
+    rows = task.generate("train", 8, seed=0)
+    cfg = PretrainConfig(batch_size=2, max_steps=20, min_steps=2, eval_every=2, target=0.2, ceiling=0.45)
+    # stubbed dev accuracies at steps 2, 4, 6: 0.1 (below target), then 0.6 (above target and above the ceiling)
+    scores = iter([0.1, 0.6, 0.9])
+    monkeypatch.setattr(pretrain, "evaluate", lambda *a, **k: {"pass@1": next(scores)})
+    model = build_tiny_llama(tok, hidden=16, layers=1, heads=2, intermediate=32)
+    res = pretrain.supervised_warmup(model, tok, rows, rows, cfg)
+    # by hand: the check at step 4 (0.6) overshoots 0.45 -> back to step 2's weights and score
+    assert res["steps"] == 2 and res["dev_pass1"] == 0.1
+    assert res["history"] == [(2, 0.1), (4, 0.6), (2, 0.1)]
+    scores = iter([0.1, 0.3, 0.9])
+    res = pretrain.supervised_warmup(build_tiny_llama(tok, hidden=16, layers=1, heads=2, intermediate=32),
+                                     tok, rows, rows, cfg)
+    assert res["steps"] == 4 and res["dev_pass1"] == 0.3  # 0.3 is within [target, ceiling]: stop there
