@@ -31,7 +31,6 @@ class LoraConfig:
     enabled: bool = False
     r: int = 16
     alpha: int = 32
-    dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
 
 
@@ -106,7 +105,7 @@ class AlgorithmConfig:
     norm_by_std: bool = True
     adv_scale: str = "group"  # group | batch | none  (where the std for normalization comes from)
     adv_eps: float = 1e-6
-    group_key: str = ""  # metadata key: baselines are computed per (prompt group, key) e.g. task type x role
+    group_key: str = ""  # metadata key: baselines over all completions sharing its value (TRR++ task x role)
     loss: str = "ppo_clip"
     clip_low: float = 0.2
     clip_high: float = 0.2
@@ -452,6 +451,27 @@ def validate(cfg: RunConfig) -> None:
         )
     if a.kl_in == "reward" and a.kl_coef == 0:
         raise ConfigError("algorithm.kl_in = 'reward' needs algorithm.kl_coef > 0")
+    if a.kl_in == "reward" and a.advantage != "reinforce_pp":
+        raise ConfigError(
+            f"algorithm.kl_in = 'reward' folds a token-level KL into the reward, which only the 'reinforce_pp' "
+            f"advantage uses; with advantage {a.advantage!r} the KL would be dropped: use algorithm.kl_in = 'loss'")
+    if a.kl_target > 0 and a.kl_coef == 0:
+        raise ConfigError("algorithm.kl_target > 0 adapts kl_coef, but kl_coef = 0 loads no reference: set kl_coef > 0")
+    if a.kl_target > 0 and a.kl_horizon <= 0:
+        raise ConfigError(f"algorithm.kl_horizon must be > 0 for the adaptive KL controller, got {a.kl_horizon}")
+    if a.adv_eps <= 0:
+        raise ConfigError(f"algorithm.adv_eps must be > 0 (a zero-variance group would divide by 0), got {a.adv_eps}")
+    if a.agg_norm_len < 0:
+        raise ConfigError(f"algorithm.agg_norm_len must be >= 0 (0 = rollout.max_new_tokens), got {a.agg_norm_len}")
+    if a.dynamic_sampling and r.n < 2:
+        raise ConfigError("algorithm.dynamic_sampling drops groups whose rewards all agree, which every group of "
+                          f"rollout.n = {r.n} does; use rollout.n >= 2")
+    if t.max_bad_steps < 1:
+        raise ConfigError(f"trainer.max_bad_steps must be >= 1, got {t.max_bad_steps}")
+    if not 0 <= t.min_lr_ratio <= 1:
+        raise ConfigError(f"trainer.min_lr_ratio must be in [0, 1], got {t.min_lr_ratio}")
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"trainer.betas must be two numbers in [0, 1), got {t.betas}")
     if (a.ref_reset_every or a.ref_reset_patience) and a.kl_coef == 0:
         raise ConfigError("algorithm.ref_reset_every/ref_reset_patience reset a reference that kl_coef = 0 never loads")
     if (a.ref_reset_every or a.ref_reset_patience) and cfg.model.lora.enabled:

@@ -73,6 +73,15 @@ def test_preset_then_field_overrides():
     (["reward.components=[{name: mathh}]"], r"reward.components\[0\].name.*did you mean 'math'"),
     (["reward.components=[{name: missing.py:fn}]"], "reward file 'missing.py' not found"),
     (["reward.components=[]"], "at least one reward"),
+    (["algorithm.kl_coef=0.1", "algorithm.kl_in=reward"], "only the 'reinforce_pp'"),
+    (["algorithm.kl_target=0.05"], "kl_coef = 0 loads no reference"),
+    (["algorithm.kl_coef=0.1", "algorithm.kl_target=0.05", "algorithm.kl_horizon=0"], "kl_horizon"),
+    (["algorithm.adv_eps=0"], "adv_eps"),
+    (["algorithm.agg_norm_len=-1"], "agg_norm_len"),
+    (["algorithm.dynamic_sampling=true", "rollout.n=1", "algorithm.advantage=reinforce_pp"], "dynamic_sampling"),
+    (["trainer.max_bad_steps=0"], "max_bad_steps"),
+    (["trainer.min_lr_ratio=-0.5"], "min_lr_ratio"),
+    (["trainer.betas=[0.9]"], "betas"),
 ])
 def test_impossible_combinations_fail_with_the_keys(overrides, message):
     with pytest.raises(ConfigError, match=message):

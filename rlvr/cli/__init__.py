@@ -41,7 +41,7 @@ def train(
 
     try:
         result = run_training(cfg)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError) as err:
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(code=2) from None
     except TrainingDiverged as err:

@@ -79,6 +79,7 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer) -> tuple[list, list, 
     kept_ex, kept_comp, kept_res = [], [], []
     batches = dropped = 0
     seconds = {"rollout": 0.0, "reward": 0.0}
+    all_rewards: list[float] = []
     while len(kept_ex) < r.prompts_per_step and batches < (a.max_sample_batches if a.dynamic_sampling else 1):
         examples = sampler.next_batch()
         t0 = time.perf_counter()
@@ -92,6 +93,7 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer) -> tuple[list, list, 
         seconds["rollout"] += t1 - t0
         seconds["reward"] += time.perf_counter() - t1
         batches += 1
+        all_rewards.extend(x.score for x in results)
         rewards = torch.tensor([x.score for x in results]).view(len(examples), r.n)
         keep = zero_variance_groups(rewards) if a.dynamic_sampling else torch.ones(len(examples), dtype=torch.bool)
         for p in range(len(examples)):
@@ -104,7 +106,8 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer) -> tuple[list, list, 
         kept_ex, kept_comp, kept_res = examples, groups, results
     metrics = {"time/rollout_s": seconds["rollout"], "time/reward_s": seconds["reward"],
                "sampling/batches": float(batches), "sampling/groups_dropped": float(dropped),
-               "sampling/groups_kept": float(len(kept_ex))}
+               "sampling/groups_kept": float(len(kept_ex)),
+               "sampling/reward_mean_all": float(np.mean(all_rewards))}  # before filtering: unbiased
     return kept_ex, kept_comp, kept_res, metrics
 
 
@@ -161,6 +164,11 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                      reference.model if reference is not None else None)
         log.info("resumed from %s (step %d)", resume_from, counters["step"])
     start = counters["step"]
+    later = [c for c in ckpt.list_checkpoints(out) if ckpt.step_of(c) > start]
+    if later:
+        raise FileExistsError(
+            f"{out / 'checkpoints'} already holds checkpoints past step {start} (up to {later[-1].name}); this run "
+            "would mix with them. Use checkpoint.resume=auto to continue the latest, a new output_dir, or delete them.")
     if start >= t.steps:
         message = (f"nothing to do: the checkpoint {resume_from} is at step {start} and trainer.steps = {t.steps}; "
                    "raise trainer.steps to train further")

@@ -71,13 +71,25 @@ def load_policy(cfg: ModelConfig, device: torch.device, dtype: torch.dtype):
         lora = LoraConfig(
             r=cfg.lora.r,
             lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
+            lora_dropout=0.0,
             target_modules=targets[0] if targets == ["all-linear"] else targets,
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
+    disable_dropout(model)
     model.train()
     return model
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Turn every dropout off (as TRL does): with dropout the update pass would see another policy than the one
+    that sampled, so the PPO ratio would not be 1 at identical weights nor the KL 0 at initialisation."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for name in ("attention_dropout", "dropout", "hidden_dropout", "resid_dropout"):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
 
 
 @dataclass
@@ -113,12 +125,17 @@ def make_reference(policy: torch.nn.Module, lora: bool) -> Reference:
 
 
 def _backbone_and_head(model: torch.nn.Module):
+    """(decoder, lm_head) for the chunked path, or (None, None) when the head is more than ``h @ W.T``: a bias,
+    a LoRA adapter on lm_head, or a model-specific logit transform (softcapping, logit_scale, logits_scaling)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
     backbone = getattr(base, base.base_model_prefix, None)
-    special = getattr(base.config, "final_logit_softcapping", None) or getattr(base.config, "logit_scale", None)
-    if backbone is None or head is None or special or getattr(head, "bias", None) is not None:
-        return None, None  # fall back to full logits
+    config = base.config
+    special = any(getattr(config, key, None) not in (None, 1, 1.0)
+                  for key in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier"))
+    plain_head = isinstance(head, torch.nn.Linear) and type(head) is torch.nn.Linear and head.bias is None
+    if backbone is None or not plain_head or special:
+        return None, None
     return backbone, head
 
 

@@ -68,6 +68,10 @@ def save_checkpoint(
     return final
 
 
+def step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("_")[1])
+
+
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
     root = Path(output_dir) / "checkpoints"
@@ -75,7 +79,7 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and not p.name.endswith(".tmp")
              and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+    return sorted(found, key=step_of)
 
 
 def find_resume(output_dir: str | Path, resume: str) -> Path | None:

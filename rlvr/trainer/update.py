@@ -90,7 +90,7 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
     all_finite = True
     for _ in range(trainer.epochs):
         order = torch.randperm(len(batch), generator=generator)
-        for mini in torch.tensor_split(order, trainer.mini_batches):
+        for mini in torch.tensor_split(order, min(trainer.mini_batches, len(batch))):  # a short dynamic batch
             # whole-mini-batch counts; a row with no token in the loss (e.g. overlong-filtered) is no sequence
             pg_seqs, num_seqs = int(pg_mask[mini].any(-1).sum()), int(loss_mask[mini].any(-1).sum())
             pg_tokens, tokens = int(pg_mask[mini].sum()), int(loss_mask[mini].sum())

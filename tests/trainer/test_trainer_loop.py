@@ -224,3 +224,12 @@ def test_eval_during_training_logs_eval_metrics(tmp_path, tiny_model_dir, arithm
     for line in lines:
         assert "eval/pass@1" in line and "eval/pass@2" in line, sorted(line)
         assert 0.0 <= line["eval/pass@1"] <= line["eval/pass@2"] <= 1.0
+
+
+def test_a_fresh_run_refuses_to_mix_with_later_checkpoints(tmp_path, tiny_model_dir, arithmetic_jsonl):
+    cfg = config_from_dict(make_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, trainer={"steps": 2, "micro_batch_size": 16}))
+    train(cfg)
+    again = config_from_dict(make_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl,
+                                      trainer={"steps": 2, "micro_batch_size": 16}, checkpoint={"resume": "never"}))
+    with pytest.raises(FileExistsError, match="past step 0"):
+        train(again)

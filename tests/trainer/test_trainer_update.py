@@ -72,3 +72,13 @@ def test_second_epoch_uses_stored_old_logprobs(model):
     assert metrics["ratio_max"] > 1.0 + 1e-6
     _, one = sgd_update(model, batch, 12, AlgorithmConfig(), epochs=1)
     assert one["ratio_max"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_group_key_pools_baselines_across_prompts():
+    """TRR++: with a group_key, completions of different prompts sharing the key share one baseline."""
+    from rlvr.trainer.batch import group_ids_for
+    from rlvr.types import Example
+
+    examples = [Example("q", "a", metadata={"task": t}) for t in ("deduction", "abduction", "deduction")]
+    assert group_ids_for(examples, 2, "").tolist() == [0, 0, 1, 1, 2, 2]
+    assert group_ids_for(examples, 2, "task").tolist() == [0, 0, 1, 1, 0, 0]
