@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlvr.algorithms.logprobs import token_logprobs
+from rlvr.algorithms.logprobs import entropy_from_logits, token_logprobs
 from rlvr.config import ModelConfig
 
 
@@ -167,10 +167,8 @@ def response_logprobs(
                               with_entropy=with_entropy, entropy_grad=entropy_grad)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                    use_cache=False).logits[:, -response_width - 1 : -1].float() / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    entropy = None
-    if with_entropy:
-        ent = -(logp_all.exp() * logp_all).sum(-1)
-        entropy = ent if entropy_grad else ent.detach()
-    return logp, entropy
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    if not with_entropy:
+        return logp, None
+    entropy = entropy_from_logits(logits)
+    return logp, entropy if entropy_grad else entropy.detach()
