@@ -38,7 +38,8 @@ def _config(base: dict, steps: int, out: str):
     from rlvr.config import load_config
 
     return load_config(ROOT / "examples" / "demo.yaml", [
-        f"model.path={base['model_path']}", f"data.source={base['train_path']}", f"output_dir={out}",
+        f"model.path={base['model_path']}", f"data.source={base['train_path']}",
+        f"data.eval_source={base['dev_path']}", f"output_dir={out}",
         f"trainer.steps={steps}", "eval.every=0", "checkpoint.every=0", "checkpoint.resume=never",
         "logging.progress=false", "logging.log_completions=false",
     ])
