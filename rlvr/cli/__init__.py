@@ -82,19 +82,19 @@ def list_registries() -> None:
         console.print(table)
 
 
-def _register_optional_commands() -> None:
-    import importlib
+def _register_commands() -> None:
+    """The commands that live in their own modules (each a plain typer function)."""
+    from rlvr.cli.demo import demo_command
+    from rlvr.cli.eval import compare_command, eval_command
+    from rlvr.cli.verify import verify_command
 
-    for module, names in [("verify", ["verify"]), ("eval", ["eval", "compare"]), ("demo", ["demo"])]:
-        try:  # TEMPORARY while the command modules land
-            mod = importlib.import_module(f"rlvr.cli.{module}")
-        except ModuleNotFoundError:
-            continue
-        for name in names:
-            app.command(name)(getattr(mod, f"{name}_command"))
+    app.command("verify")(verify_command)
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)
+    app.command("demo")(demo_command)
 
 
-_register_optional_commands()
+_register_commands()
 
 
 def main() -> None:
