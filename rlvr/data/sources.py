@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -239,13 +240,13 @@ def resolve_source(source: str) -> tuple[str, str]:
         return "reasoning_gym", source[len(RG_PREFIX) :]
     prefix, sep, rest = source.partition(":")
     if sep and prefix in SOURCES:
-        kind, location = prefix, rest
+        kind, location = prefix, os.path.expanduser(rest)
     else:
-        path = Path(source)
+        path = Path(source).expanduser()
         if path.is_dir():
-            kind, location = "hf_disk", source
+            kind, location = "hf_disk", str(path)
         else:
-            kind, location = SUFFIXES.get(path.suffix.lower(), ""), source
+            kind, location = SUFFIXES.get(path.suffix.lower(), ""), str(path)
             if not kind:
                 raise DataError(
                     f"data.source {source!r}: unknown file type {path.suffix or '(no suffix)'!r}; supported: "

@@ -210,3 +210,15 @@ def test_utf8_bom_is_ignored(tmp_path):
     path.write_bytes("\ufeff".encode() + json.dumps({"question": "é?", "answer": "1"}).encode() + b"\n")
     report = load_examples(DataConfig(source=str(path)))
     assert not report.bad_rows and report.examples[0].question == "é?"
+
+
+def test_home_is_expanded_in_sources(tmp_path, monkeypatch):
+    import json as _json
+
+    from rlvr.config import DataConfig
+    from rlvr.data import load_examples
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "d.jsonl").write_text(_json.dumps({"question": "1+1", "answer": "2"}) + "\n")
+    assert len(load_examples(DataConfig(source="~/d.jsonl")).examples) == 1
+    assert len(load_examples(DataConfig(source="jsonl:~/d.jsonl")).examples) == 1
