@@ -13,20 +13,22 @@ from rlvr.registry import Registry
 
 PRESETS = Registry("algorithm preset")
 
+_GRPO = {
+    "advantage": "grpo",
+    "norm_by_std": True,
+    "adv_scale": "group",
+    "loss": "ppo_clip",
+    "clip_low": 0.2,
+    "clip_high": 0.2,
+    "agg": "token-mean",
+    "kl_coef": 0.0,
+    "kl_estimator": "k3",
+    "kl_in": "loss",
+}
+
 PRESETS.register(
     "grpo",
-    {
-        "advantage": "grpo",
-        "norm_by_std": True,
-        "adv_scale": "group",
-        "loss": "ppo_clip",
-        "clip_low": 0.2,
-        "clip_high": 0.2,
-        "agg": "token-mean",
-        "kl_coef": 0.0,
-        "kl_estimator": "k3",
-        "kl_in": "loss",
-    },
+    dict(_GRPO),
     doc="GRPO (DeepSeekMath, arXiv:2402.03300): group mean/std advantage, PPO clip 0.2, token-mean. "
     "Deviations: token-mean (paper: seq-mean-token-mean, which favours short wrong answers); no KL by "
     "default (paper beta 0.04; set kl_coef: 0.04).",
@@ -148,19 +150,7 @@ PRESETS.register(
 
 PRESETS.register(
     "one_shot",
-    {
-        "advantage": "grpo",
-        "norm_by_std": True,
-        "adv_scale": "group",
-        "loss": "ppo_clip",
-        "clip_low": 0.2,
-        "clip_high": 0.2,
-        "agg": "token-mean",
-        "kl_coef": 0.001,
-        "kl_estimator": "k3",
-        "kl_in": "loss",
-        "entropy_coef": 0.001,
-    },
+    {**_GRPO, "kl_coef": 0.001, "entropy_coef": 0.001},
     doc="One-shot RLVR (arXiv:2504.20571): GRPO with k3 (low_var_kl) KL 0.001 and an entropy bonus "
     "loss = pg - 0.001 * H, clip 0.2, token-mean (verl's default); pick the example in the data config.",
 )

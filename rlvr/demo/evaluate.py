@@ -16,18 +16,7 @@ import torch
 
 from rlvr.demo.task import extract_answer, is_correct, render_prompt
 
-try:  # the eval engineer's estimator (Chen et al. 2021)
-    from rlvr.eval.passk import pass_at_k
-except ImportError:  # pragma: no cover - only while rlvr.eval is missing
-
-    def pass_at_k(n: int, c: int, k: int) -> float:
-        """Unbiased pass@k = 1 - C(n-c, k) / C(n, k) (Chen et al. 2021, eq. 1), product form."""
-        if n - c < k:
-            return 1.0
-        prod = 1.0
-        for i in range(n - c + 1, n + 1):
-            prod *= 1.0 - k / i
-        return 1.0 - prod
+from rlvr.eval.passk import pass_at_k
 
 
 @torch.no_grad()
