@@ -40,23 +40,24 @@ def test_list_prints_every_registry():
         assert name in result.output
 
 
-def test_bad_data_is_a_clear_error_before_the_model_loads(tmp_path):
+def _train_with_missing_model(tmp_path, rows: list[dict]):
+    """`rlvr train` on a JSONL of ``rows`` with a model folder that does not exist."""
     data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"question": "1+1"}) + "\n" + json.dumps({"answer": "2"}) + "\n")
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"model": {"path": str(tmp_path / "no-model")}, "data": {"source": str(data)},
                                     "output_dir": str(tmp_path / "run")}))
-    result = runner.invoke(app, ["train", str(path)])
+    return runner.invoke(app, ["train", str(path)])
+
+
+def test_bad_data_is_a_clear_error_before_the_model_loads(tmp_path):
+    result = _train_with_missing_model(tmp_path, [{"question": "1+1"}, {"answer": "2"}])
     assert result.exit_code == 2, result.output
     assert "line 1" in result.output or "no answer" in result.output
+    assert "model.path" not in result.output  # the data was checked first
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):
-    data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"question": "1+1", "answer": "2"}) + "\n")
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"model": {"path": str(tmp_path / "no-model")}, "data": {"source": str(data)},
-                                    "output_dir": str(tmp_path / "run")}))
-    result = runner.invoke(app, ["train", str(path)])
+    result = _train_with_missing_model(tmp_path, [{"question": "1+1", "answer": "2"}])
     assert result.exit_code == 2, result.output
     assert "model.path" in result.output and "no-model" in result.output
