@@ -190,7 +190,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
 
     def save(step: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "sampler": sampler.state_dict(), "counters": counters, **{k: v for k, v in counters.items()}}
+                 "sampler": sampler.state_dict(), "counters": counters}
         ref = reference.model if reference is not None and counters["reference_reset"] else None
         ckpt.save_checkpoint(out, step, model, tokenizer, state, cfg.checkpoint.keep, reference=ref)
 

@@ -59,7 +59,8 @@ def save_checkpoint(
 
         save_model(reference, str(tmp / "reference.safetensors"))  # handles tied (shared) weights
     torch.save({**trainer_state, "rng": rng_state()}, tmp / STATE_FILE)
-    summary = {k: v for k, v in trainer_state.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    counters = trainer_state.get("counters", {})
+    summary = {k: v for k, v in counters.items() if isinstance(v, (int, float, str, bool)) or v is None}
     (tmp / "trainer_state.json").write_text(json.dumps(summary, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
