@@ -379,6 +379,20 @@ def _registered(key: str, value: str, registry: Any) -> None:
         raise ConfigError(f"{key}: {err.args[0]}") from None
 
 
+def n1_message(advantage: str, n: int) -> str:
+    """Why a group-baseline advantage refuses rollout.n < 2: what rlvr.algorithms.advantages would compute."""
+    does = {
+        "grpo": "the raw reward r / (1 + adv_eps) (or r over the batch std with adv_scale: batch)",
+        "dr_grpo": "the raw reward r",
+        "rloo": "the raw reward r",
+        "reinforce_pp_baseline": "the batch-whitened reward, i.e. reinforce_pp without a group baseline",
+    }[advantage]
+    return (f"rollout.n = {n}: each group holds one completion, and a group of one has no baseline (verl's "
+            f"convention: mean 0, std 1), so the {advantage!r} advantage would be {does}: REINFORCE with no "
+            f"per-prompt baseline, not {advantage}; use rollout.n >= 2 (or advantage reinforce_pp for a batch "
+            "baseline, or algorithm.group_key to pool prompts into groups)")
+
+
 def validate(cfg: RunConfig) -> None:
     """Fail on values and combinations that cannot work, before anything heavy happens."""
     from rlvr.algorithms import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
@@ -437,11 +451,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"algorithm.entropy_top_frac must be in (0, 1], got {a.entropy_top_frac}")
     if a.dual_clip and a.dual_clip <= 1:
         raise ConfigError(f"algorithm.dual_clip must be > 1 (verl uses 3.0) or 0 to turn it off, got {a.dual_clip}")
-    if r.n < 2 and a.advantage in ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"):
-        raise ConfigError(
-            f"rollout.n = {r.n}: the {a.advantage!r} advantage compares completions within a group, so every "
-            "advantage would be 0 and training would do nothing; use rollout.n >= 2"
-        )
+    if r.n < 2 and not a.group_key and a.advantage in ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"):
+        raise ConfigError(n1_message(a.advantage, r.n))
     batch = r.prompts_per_step * r.n
     if t.mini_batches > batch:
         raise ConfigError(f"trainer.mini_batches = {t.mini_batches} exceeds the batch of {batch} completions")

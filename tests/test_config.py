@@ -114,3 +114,31 @@ def test_every_shipped_example_config_is_valid():
     assert examples
     for path in examples:
         load_config(path)
+
+
+@pytest.mark.parametrize("advantage", ["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"])
+def test_rollout_n_1_message_says_what_the_advantage_would_do(advantage):
+    import torch
+
+    from rlvr.algorithms import ADVANTAGES
+
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(BASE, ["rollout.n=1", f"algorithm.advantage={advantage}"])
+    message = str(err.value)
+    assert message.startswith("rollout.n = 1") and "rollout.n >= 2" in message and "would be 0" not in message
+    # the claim, checked on 4 prompts x 1 completion: not 0, but the reward (or the batch-whitened reward)
+    rewards, mask, groups = torch.tensor([1.0, 0.0, 0.5, 2.0]), torch.ones(4, 1, dtype=torch.bool), torch.arange(4)
+    adv, _ = ADVANTAGES.get(advantage)(rewards, mask, groups, eps=1e-6)
+    if advantage == "reinforce_pp_baseline":
+        assert "batch-whitened reward" in message
+        assert torch.allclose(adv, ADVANTAGES.get("reinforce_pp")(rewards, mask, groups, eps=1e-6)[0])
+        assert torch.allclose(adv[:, 0], (rewards - rewards.mean()) / (rewards.var() + 1e-6).sqrt())
+    else:
+        assert "the raw reward r" in message
+        expected = rewards / (1 + 1e-6) if advantage == "grpo" else rewards
+        assert torch.allclose(adv[:, 0], expected)
+
+
+def test_rollout_n_1_with_a_group_key_pools_prompts_and_is_allowed():
+    cfg = config_from_dict(BASE, ["rollout.n=1", "algorithm.group_key=task"])
+    assert cfg.rollout.n == 1 and cfg.algorithm.group_key == "task"

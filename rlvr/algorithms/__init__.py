@@ -26,7 +26,7 @@ from rlvr.algorithms.aggregate import (
     token_mean,
 )
 from rlvr.algorithms.entropy import forking_token_mask
-from rlvr.algorithms.filters import overlong_mask, zero_variance_groups
+from rlvr.algorithms.filters import all_equal_groups, overlong_mask, zero_variance_groups
 from rlvr.algorithms.kl import KL_ESTIMATORS, adaptive_kl_coef, k1, k2, k3
 from rlvr.algorithms.logprobs import entropy_from_logits, token_logprobs, token_logprobs_reference
 from rlvr.algorithms.losses import POLICY_LOSSES, clipped_pg_loss, gspo, ppo_clip
@@ -40,6 +40,7 @@ __all__ = [
     "POLICY_LOSSES",
     "PRESETS",
     "adaptive_kl_coef",
+    "all_equal_groups",
     "clipped_pg_loss",
     "combine_group_ids",
     "dr_grpo",

@@ -10,12 +10,17 @@ Every estimator has the same call (unused keywords are ignored, so the trainer n
     group_ids:     (B,) long    completions sharing an id share a baseline (the G completions of one prompt;
                                 refine with ``combine_group_ids`` for per-(prompt, task type x role) baselines).
     token_kl:      (B, T)       k1 KL per token (only ``reinforce_pp`` uses it), treated as a constant.
-    -> advantages  (B, T) float, zero outside the mask, detached (advantages are constants in the loss);
+    -> advantages  (B, T) in the rewards' dtype (float32 for integer rewards), zero outside the mask, detached
+                   (advantages are constants in the loss);
        metrics     {"adv_mean", "adv_std", "frac_zero_std_groups"} as 0-dim detached tensors.
 
 Group statistics follow verl: unbiased (N-1) std, eps = 1e-6 added to the std, and a group of size 1 gets
 mean 0 and std 1 (its advantage is its reward).  ``frac_zero_std_groups`` counts groups whose rewards are all
 equal (size-1 groups included): for grpo / dr_grpo / rloo they carry no learning signal.
+
+Exactness: statistics are computed in float64 and an all-equal group (max == min) has its common value as
+mean, so every group estimator gives such a group (size >= 2) an advantage of exactly 0.0 in any dtype, and the
+batch-whitening estimators give exactly 0.0 to a batch whose rewards are all equal.
 """
 
 from __future__ import annotations
@@ -42,25 +47,35 @@ def combine_group_ids(prompt_ids: Tensor, key_ids: Tensor) -> Tensor:
     return torch.unique(pairs, dim=0, return_inverse=True)[1]
 
 
+def _out_dtype(rewards: Tensor) -> torch.dtype:
+    """The dtype advantages come back in: the rewards' own floating dtype, float32 for integer rewards."""
+    return rewards.dtype if rewards.is_floating_point() else torch.float32
+
+
 def group_stats(rewards: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-completion group mean, unbiased group std, group size, and the "all equal" flag per group.
 
+        mean_g = sum_{i in g} r_i / n_g,   std_g = sqrt(sum_{i in g} (r_i - mean_g)^2 / (n_g - 1))
+
+    computed in float64, and where max_g == min_g (the max == min test of ``filters.all_equal_groups``)
+    mean_g is that common value, so r_i - mean_g = 0 and std_g = 0 exactly: an all-equal group gets exactly
+    zero advantage in every estimator, as DeepSeekMath's (r - mean) / std.  (A float32 sum of 16 x 10.3 misses
+    the mean by one ulp, and the std around the wrong mean gave GRPO advantages of 0.48.)
+
     rewards: (B,) float; group_ids: (B,) any integer ids.
-    Returns mean (B,), std (B,), size (B,) (each the value of the completion's group; size-1 groups: mean 0,
-    std 1 as in verl) and zero_std (num_groups,) bool.
+    Returns float64 mean (B,), std (B,), size (B,) (each the value of the completion's group; size-1 groups:
+    mean 0, std 1 as in verl, so their advantage is their reward) and zero_std (num_groups,) bool.
     """
-    r = rewards.detach().to(torch.float32 if not rewards.is_floating_point() else rewards.dtype)
+    r = rewards.detach().to(torch.float64)
     uniq, inv = torch.unique(group_ids, return_inverse=True)
-    n_groups = uniq.numel()
-    size = torch.zeros(n_groups, dtype=r.dtype, device=r.device).index_add_(0, inv, torch.ones_like(r))
-    total = torch.zeros(n_groups, dtype=r.dtype, device=r.device).index_add_(0, inv, r)
-    mean = total / size
-    sq = torch.zeros(n_groups, dtype=r.dtype, device=r.device).index_add_(0, inv, (r - mean[inv]) ** 2)
-    std = torch.sqrt(sq / (size - 1).clamp(min=1))
-    single = size < 2
-    g_max = torch.full((n_groups,), float("-inf"), dtype=r.dtype, device=r.device).scatter_reduce(0, inv, r, "amax")
-    g_min = torch.full((n_groups,), float("inf"), dtype=r.dtype, device=r.device).scatter_reduce(0, inv, r, "amin")
+    zeros = r.new_zeros(uniq.numel())
+    size = zeros.index_add(0, inv, torch.ones_like(r))
+    g_max = torch.full_like(zeros, float("-inf")).scatter_reduce(0, inv, r, "amax")
+    g_min = torch.full_like(zeros, float("inf")).scatter_reduce(0, inv, r, "amin")
     zero_std = g_max == g_min
+    mean = torch.where(zero_std, g_max, zeros.index_add(0, inv, r) / size)
+    std = torch.sqrt(zeros.index_add(0, inv, (r - mean[inv]) ** 2) / (size - 1).clamp(min=1))
+    single = size < 2
     mean = torch.where(single, torch.zeros_like(mean), mean)
     std = torch.where(single, torch.ones_like(std), std)
     return mean[inv], std[inv], size[inv], zero_std
@@ -109,13 +124,13 @@ def grpo(
         raise ValueError(f"grpo: scale must be group, batch or none, got {scale!r}")
     mean, std, _size, zero_std = group_stats(rewards, group_ids)
     r = rewards.detach().to(mean.dtype)
-    centred = r - mean
+    centred = r - mean  # exactly 0 in an all-equal group, whatever the scale below
     if norm_by_std and scale == "group":
         centred = centred / (std + eps)
     elif norm_by_std and scale == "batch":
         batch_std = r.std() if r.numel() > 1 else torch.ones((), dtype=r.dtype, device=r.device)
         centred = centred / (batch_std + eps)
-    adv = _broadcast(centred, response_mask)
+    adv = _broadcast(centred.to(_out_dtype(rewards)), response_mask)
     return adv, _metrics(adv, response_mask, zero_std)
 
 
@@ -126,7 +141,7 @@ def dr_grpo(rewards: Tensor, response_mask: Tensor, group_ids: Tensor, **_) -> t
     Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical Perspective" (arXiv:2503.20783).
     """
     mean, _std, _size, zero_std = group_stats(rewards, group_ids)
-    adv = _broadcast(rewards.detach().to(mean.dtype) - mean, response_mask)
+    adv = _broadcast((rewards.detach().to(mean.dtype) - mean).to(_out_dtype(rewards)), response_mask)
     return adv, _metrics(adv, response_mask, zero_std)
 
 
@@ -140,7 +155,7 @@ def rloo(rewards: Tensor, response_mask: Tensor, group_ids: Tensor, **_) -> tupl
     mean, _std, size, zero_std = group_stats(rewards, group_ids)
     r = rewards.detach().to(mean.dtype)
     factor = torch.where(size > 1, size / (size - 1).clamp(min=1), torch.ones_like(size))
-    adv = _broadcast(factor * (r - mean), response_mask)
+    adv = _broadcast((factor * (r - mean)).to(_out_dtype(rewards)), response_mask)
     return adv, _metrics(adv, response_mask, zero_std)
 
 
@@ -168,15 +183,17 @@ def reinforce_pp(
     (gamma = 1); advantages = the returns whitened over all valid tokens of the batch (no group baseline).
 
     Hu 2025, "REINFORCE++" (arXiv:2501.03262).  token_kl: (B, T) k1 KL (logp_old - ref_logp); None = no KL.
+    There is no group baseline: without KL, a batch whose rewards are all equal gets exactly 0 (the returns are
+    all R and ``masked_whiten`` centres equal values exactly); constant groups in a mixed batch do not.
     """
     mask = response_mask.bool()
-    dtype = rewards.dtype if rewards.is_floating_point() else torch.float32
+    dtype = torch.float64  # returns and whitening in float64, advantages back in the rewards' dtype
     zero = torch.zeros((), dtype=dtype, device=mask.device)
     token_r = torch.where(_last_token_onehot(mask), rewards.detach().to(dtype)[:, None], zero)
     if token_kl is not None and kl_coef:
         token_r = token_r - kl_coef * torch.where(mask, token_kl.detach().to(dtype), zero)
     returns = torch.flip(torch.cumsum(torch.flip(token_r, dims=[-1]), dim=-1), dims=[-1])
-    adv = masked_whiten(returns, mask, eps=eps)
+    adv = masked_whiten(returns, mask, eps=eps).to(_out_dtype(rewards))
     _m, _s, _n, zero_std = group_stats(rewards, group_ids)
     return adv, _metrics(adv, mask, zero_std)
 
@@ -188,9 +205,10 @@ def reinforce_pp_baseline(
     """REINFORCE++-baseline: A_i = r_i - mean_group(r) on every token, then whitened over all valid tokens.
 
     Hu 2025, "REINFORCE++" (arXiv:2501.03262), the variant with a group-mean baseline (verl
-    ``reinforce_plus_plus_baseline``).
+    ``reinforce_plus_plus_baseline``).  An all-equal group centres to exactly 0; the whitening then maps it to
+    -mean/std of the batch's centred tokens (0 when the whole batch is all-equal groups), as in verl.
     """
     mean, _std, _size, zero_std = group_stats(rewards, group_ids)
     centred = _broadcast(rewards.detach().to(mean.dtype) - mean, response_mask)
-    adv = masked_whiten(centred, response_mask, eps=eps)
+    adv = masked_whiten(centred, response_mask, eps=eps).to(_out_dtype(rewards))
     return adv, _metrics(adv, response_mask, zero_std)

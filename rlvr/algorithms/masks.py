@@ -38,13 +38,20 @@ def masked_var(values: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
 def masked_whiten(values: Tensor, mask: Tensor, *, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
     """(values - mean) / sqrt(var + eps) with mean and unbiased var taken over all valid tokens of the batch.
 
-    values: (B, T); mask: (B, T) bool.  Returns (B, T), zero outside the mask.
+    values: (B, T); mask: (B, T) bool.  Returns (B, T) in values' dtype, zero outside the mask.
+    Computed in float64, and when every valid value is the same (max == min) the mean is that common value, so
+    they whiten to exactly 0 (a float32 mean of 61 copies of -99.69 misses by one ulp, which 1/sqrt(eps)
+    would blow up to 0.015).
     shift_mean=False keeps the mean (only rescales), as verl's option of the same name.
     """
     mask = mask.bool()
-    mean = masked_mean(values, mask)
-    var = masked_var(values, mask)
-    whitened = (values - mean) * torch.rsqrt(var + eps)
+    v = values.to(torch.float64)
+    inf = torch.tensor(float("inf"), dtype=v.dtype, device=v.device)
+    v_max, v_min = torch.where(mask, v, -inf).amax(), torch.where(mask, v, inf).amin()
+    mean = torch.where(v_max == v_min, v_max, masked_mean(v, mask))  # empty mask: -inf != inf -> 0
+    count = mask.sum().to(v.dtype)
+    var = masked_sum((v - mean) ** 2, mask) / (count - 1).clamp(min=1)
+    whitened = (v - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         whitened = whitened + mean
-    return torch.where(mask, whitened, torch.zeros((), dtype=values.dtype, device=values.device))
+    return torch.where(mask, whitened, torch.zeros((), dtype=v.dtype, device=v.device)).to(values.dtype)

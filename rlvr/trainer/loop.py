@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers.utils import logging as transformers_logging
 
-from rlvr.algorithms.filters import zero_variance_groups
+from rlvr.algorithms.filters import all_equal_groups, zero_variance_groups
 from rlvr.algorithms.kl import adaptive_kl_coef
 from rlvr.config import RunConfig, to_dict
 from rlvr.data import PromptSampler, check_template, load_examples, render_prompt
@@ -119,7 +119,7 @@ def reward_metrics(cfg: RunConfig, batch, groups, results) -> dict[str, float]:
         "reward/mean": float(rewards.mean()),
         "reward/std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
         "accuracy": float(np.mean([s >= cfg.reward.correct_threshold for s in first])),
-        "frac_reward_zero_std": float((rewards.std(-1) == 0).float().mean()) if rewards.shape[1] > 1 else 1.0,
+        "frac_reward_zero_std": float(all_equal_groups(rewards).float().mean()),  # the dynamic-sampling test
         "completions/mean_length": float(lengths.mean()),
         "completions/max_length": float(lengths.max()),
         "completions/clipped_ratio": float(batch.truncated.float().mean()),
