@@ -2,14 +2,21 @@
 
     extract("... <answer> 42 </answer>", "answer_tag")   # -> ("42", "answer_tag")
     extract("so \\boxed{\\frac{1}{2}}.", "auto")          # -> ("\\frac{1}{2}", "boxed")
+    extract_explicit("the probability is \\frac{1}{3}")   # -> (None, "auto"): no marker, no guess
 
 Modes (the ``extract`` param of every answer-comparing verifier):
     answer_tag   the content of the LAST ``<answer>...</answer>`` (an unclosed tag does not count)
     boxed        the content of the LAST ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced
     answer_is    the text after the LAST "the answer is" / "final answer:" up to the end of the sentence or line
+                 (repeated markers such as "Final Answer: The final answer is $5$" count as one)
     last_number  the last number in the text ("-1,234.5", "3/4", ".5")
     auto         answer_tag, then boxed, then answer_is, then last_number: the first that finds something
     none         the whole completion, stripped
+
+``extract_explicit`` is ``auto`` without the last-number guess (answer_tag, boxed, answer_is only). The ``math``
+verifier uses it for ``auto``: when no explicit marker is found it hands the whole completion to math-verify
+(LaTeX and expression extraction) instead of taking the last number, which reads ``\\frac{1}{3}`` as ``3``
+(see rlvr.rewards.math). ``exact_match``, ``table_em`` and ``table_f1`` keep the full ``auto`` order.
 
 Also the text normalisation shared by exact-match style verifiers (``normalize_text``), in the spirit of the
 SQuAD evaluation script (lower case, no punctuation, no articles, single spaces).
@@ -22,12 +29,13 @@ import string
 
 MODES = ("auto", "answer_tag", "boxed", "answer_is", "last_number", "none")
 AUTO_ORDER = ("answer_tag", "boxed", "answer_is", "last_number")
+EXPLICIT_ORDER = ("answer_tag", "boxed", "answer_is")  # markers the model wrote on purpose; no guessing
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOXED_SPACE = re.compile(r"\\boxed +([^\s$]+)")
 _ANSWER_IS = re.compile(
-    r"(?:the\s+(?:final\s+|correct\s+)?answer\s+is|final\s+answer\s*(?:is)?)\s*[:：]?\s*(.+?)(?=\.\s|\.$|\n|$)",
+    r"(?:(?:the\s+(?:final\s+|correct\s+)?answer\s+is|final\s+answer\s*(?:is)?)\s*[:：]?\s*)+(.+?)(?=\.\s|\.$|\n|$)",
     re.IGNORECASE | re.DOTALL,
 )
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+")
@@ -91,6 +99,18 @@ def extract(text: str, mode: str = "auto") -> tuple[str | None, str]:
     if mode not in _EXTRACTORS:
         raise ValueError(f"unknown extract mode {mode!r}; choices: {', '.join(MODES)}")
     return _EXTRACTORS[mode](text), mode
+
+
+def extract_explicit(text: str) -> tuple[str | None, str]:
+    """``auto`` without the last-number guess: ``(answer, mode)`` from answer_tag / boxed / answer_is, or
+    ``(None, "auto")`` when the completion has none of these markers."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    for name in EXPLICIT_ORDER:
+        found = _EXTRACTORS[name](text)
+        if found is not None:
+            return found, name
+    return None, "auto"
 
 
 def not_found_reason(mode: str) -> str:

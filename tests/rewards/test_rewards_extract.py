@@ -2,7 +2,8 @@
 
 import pytest
 
-from rlvr.rewards.extract import answer_is, answer_tag, boxed, extract, last_number, normalize_text, strip_latex
+from rlvr.rewards.extract import (answer_is, answer_tag, boxed, extract, extract_explicit, last_number, normalize_text,
+                                  strip_latex)
 
 
 def test_answer_tag_takes_the_last_closed_tag():
@@ -28,6 +29,7 @@ def test_answer_is_stops_at_sentence_end_not_decimal_point():
     assert answer_is("Final answer: **B**") == "B"
     assert answer_is("the answer is 1\nbut the answer is 2") == "2"
     assert answer_is("no marker here") is None
+    assert answer_is("Final Answer: The final answer is $10,455$. I hope it is correct.") == "10,455"
 
 
 def test_last_number_handles_signs_commas_decimals_fractions():
@@ -59,3 +61,11 @@ def test_normalize_text_keeps_numbers_intact():
     assert normalize_text("The Answer: -3.5, 1,000 and 3/4!") == "answer -3.5 1,000 and 3/4"
     assert normalize_text(r"$\text{Paris}$.") == "paris"
     assert strip_latex(r"\(x+1\)") == "x+1"
+
+
+def test_extract_explicit_never_guesses_a_number():
+    assert extract_explicit(r"Therefore the probability is \frac{1}{3}") == (None, "auto")
+    assert extract_explicit("got 9 and 10") == (None, "auto")
+    assert extract_explicit(r"\boxed{2} <answer>1</answer>") == ("1", "answer_tag")
+    assert extract_explicit(r"so \boxed{\frac{1}{2}}") == (r"\frac{1}{2}", "boxed")
+    assert extract_explicit(None) == (None, "auto")

@@ -6,7 +6,7 @@ from fractions import Fraction
 import pytest
 
 from rlvr.rewards import VERIFIERS
-from rlvr.rewards.math import plain_number
+from rlvr.rewards.math import plain_number, simple_number
 
 math_v = VERIFIERS.get("math")
 exact = VERIFIERS.get("exact_match")
@@ -68,8 +68,10 @@ def test_math_true_negatives(completion, reference):
 def test_math_reports_extraction_and_path():
     r = math_v("<answer>3/4</answer>", "0.75", {})
     assert (r.score, r.extracted, r.details["path"]) == (1.0, "3/4", "number")
-    r = math_v(r"\boxed{\frac{3}{4}}", "0.75", {})
-    assert (r.extracted, r.details["path"]) == (r"\frac{3}{4}", "math_verify")
+    r = math_v(r"\boxed{\frac{3}{4}}", "0.75", {})          # digit-only LaTeX fraction: fast path
+    assert (r.extracted, r.details["path"]) == (r"\frac{3}{4}", "number")
+    r = math_v(r"\boxed{\sqrt{9}/4}", "0.75", {})
+    assert (r.score, r.extracted, r.details["path"]) == (1.0, r"\sqrt{9}/4", "math_verify")
 
 
 def test_math_malformed():
@@ -104,3 +106,100 @@ def test_math_list_reference_means_any_of():
     assert math_v(r"\boxed{\frac{12}{2}}", ["2", "6"], {}).score == 1.0   # math-verify path on the second
     assert math_v("<answer>5</answer>", ["2", "6"], {}).score == 0.0
     assert math_v("<answer>5</answer>", [], {}).reason == "error: empty reference"
+
+
+# ---- issue 9.1: no marker -> math-verify on the whole completion, never the last number -------------------
+
+@pytest.mark.parametrize(
+    "completion, reference, extracted",
+    [
+        (r"Therefore the probability is \frac{1}{3}", "1/3", r"\frac{1}{3}"),   # was: last number "3"
+        (r"$\frac13 $", "$1/3$", None),                                        # was: "13"; fast path now
+        (r"$5 \geq x$", r"$x \leq 5$", r"5 \geq x"),                          # was: "5"
+        (r"$(3,2)$", r"$(p,q)=(3,2)$", "(3,2)"),                              # was: "2"
+        (r"$\sec^2(y)$", r"$\tan^2(y)+1$", r"\sec^2(y)"),                      # was: "2"
+    ],
+)
+def test_latex_without_markers_goes_to_math_verify(completion, reference, extracted):
+    r = math_v(completion, reference, {})
+    assert r.score == 1.0 and r.reason == "correct", r
+    if extracted is None:  # a completion that is only a simple number: exact fraction compare
+        assert r.details["path"] == "number"
+    else:
+        assert (r.extracted, r.details["path"]) == (extracted, "math_verify_full"), r
+
+
+@pytest.mark.parametrize(
+    "completion, reference",
+    [
+        (r"Therefore the probability is \frac{1}{3}", "1/4"),
+        (r"$\frac13 $", "$13$"),
+        (r"$5 \geq x$", r"$x \leq 4$"),
+        (r"$(3,2)$", r"$(p,q)=(2,3)$"),
+        (r"$\sec^2(y)$", r"$\tan^2(y)$"),
+    ],
+)
+def test_latex_without_markers_wrong_answers_stay_wrong(completion, reference):
+    r = math_v(completion, reference, {})
+    assert r.score == 0.0 and r.reason == "wrong", r
+
+
+def test_no_marker_and_no_math_says_so():
+    r = math_v("I really do not know.", "3", {})
+    assert r.score == 0.0 and r.reason.startswith("no answer found") and r.extracted is None
+
+
+def test_explicit_last_number_still_means_last_number():
+    r = math_v(r"Therefore the probability is \frac{1}{3}", "3", {}, extract="last_number")
+    assert (r.score, r.extracted, r.details["path"]) == (1.0, "3", "number")
+    r = math_v(r"Therefore the probability is \frac{1}{3}", "1/3", {}, extract="last_number")
+    assert r.score == 0.0
+
+
+def test_exact_match_keeps_the_last_number_fallback():
+    assert exact("we got 9 and then 10", "10", {}).score == 1.0
+
+
+def test_several_boxed_answers_are_one_set():
+    # the last-\boxed candidate "3" is wrong; math-verify on the whole text joins the boxes into {1, 2, 3}
+    r = math_v(r"\boxed{1}, \boxed{2}, \boxed{3}", r"\{1,2,3\}", {})
+    assert (r.score, r.details["path"]) == (1.0, "math_verify_full"), r
+    assert math_v(r"\boxed{1}, \boxed{2}", r"\{1,2,3\}", {}).score == 0.0
+    # an <answer> tag is never second-guessed by a whole-text parse
+    assert math_v(r"maybe $x = 12$ <answer>7</answer>", "12", {}).score == 0.0
+
+
+def test_repeated_answer_markers():
+    r = math_v("So $10,200 + $255 = $10,455. Final Answer: The final answer is $10,455$. I hope it is correct.",
+               "$10455$", {})
+    assert (r.score, r.extracted, r.details["path"]) == (1.0, "10,455", "number"), r
+
+
+@pytest.mark.parametrize(
+    "s, value",
+    [(r"\frac{1}{3}", Fraction(1, 3)), (r"\frac13", Fraction(1, 3)), (r"\frac3{3}", Fraction(1)),
+     (r"-\dfrac{10}{9}", Fraction(-10, 9)), (r"\tfrac{1}{2}", Fraction(1, 2)), (r"\cfrac{-1}{4}", Fraction(-1, 4)),
+     (r"$\frac{3}{4}$", Fraction(3, 4)), (r"\(0.5\)", Fraction(1, 2)), (r"$$ 7 $$", Fraction(7)), ("1,000", Fraction(1000)),
+     (r"\frac{7}{2}.", Fraction(7, 2))],
+)
+def test_simple_number(s, value):
+    assert simple_number(s) == value
+
+
+@pytest.mark.parametrize("s", [r"\frac{x}{2}", r"\frac{1}{2}x", r"\frac{1}{0}", r"\frac123", r"\sqrt{2}",
+                               r"2\frac{1}{2}", r"\frac{1.5}{2}", r"$\frac{1}{2}$ and $3$", "x"])
+def test_not_simple_number(s):
+    assert simple_number(s) is None
+
+
+@pytest.mark.parametrize(
+    "completion, reference",
+    [(r"\boxed{\frac{1}{3}}", "0.333333"), (r"\boxed{\dfrac{10}{9}}", "10/9"), (r"<answer>\frac13</answer>", "1/3"),
+     (r"<answer>$-\frac{1}{2}$</answer>", "-0.5"), ("<answer>0.75</answer>", r"\frac{3}{4}"),
+     (r"\boxed{\frac{2}{4}}", r"$\frac{1}{2}$")],
+)
+def test_latex_fraction_fast_path_agrees_with_math_verify(completion, reference):
+    r = math_v(completion, reference, {})
+    assert (r.score, r.details["path"]) == (1.0, "number"), r
+    slow = math_v(completion, reference, {}, fast_path=False)
+    assert (slow.score, slow.details["path"]) == (1.0, "math_verify"), slow
