@@ -6,7 +6,8 @@
 
 Flags win over the YAML config, which wins over the built-in defaults. With --config the model, data, prompt
 and reward sections are reused, and the eval section gives n, k, temperature and max_new_tokens (its defaults
-are the greedy single-sample eval used during training: pass --n / --temperature for pass@k).
+are the greedy single-sample eval used during training: pass --n / --temperature for pass@k). n > 1 at
+temperature 0 (n identical greedy samples) is refused, unless --temperature 0 is given explicitly (then a warning).
 Which problems: --data (all rows, or --limit), else data.eval_source of the config, else data.source.
 """
 
@@ -122,9 +123,15 @@ def eval_command(
         _fail(str(err))
     if n < 1:
         _fail(f"--n must be >= 1, got {n}")
-    temperature = temperature if temperature is not None else (cfg.eval.temperature if from_config else 1.0)
+    explicit_temperature = temperature is not None
+    temperature = temperature if explicit_temperature else (cfg.eval.temperature if from_config else 1.0)
     if temperature == 0 and n > 1:
-        console.print(f"[yellow]warning:[/] temperature 0 is greedy: the {n} samples of a problem are identical")
+        if not explicit_temperature:
+            _fail(f"n = {n} samples at temperature 0 (eval.temperature of {config}) are greedy: the {n} samples of "
+                  f"a problem would be identical and pass@{n} = pass@1. Pass --temperature 1.0 (or another value "
+                  "> 0) for pass@k, --n 1 for greedy pass@1, or --temperature 0 to sample greedily n times anyway")
+        console.print(f"[bold yellow]WARNING:[/] --temperature 0 is greedy: the {n} samples of each problem are "
+                      f"identical, so pass@k = maj@k = pass@1 for every k; use --temperature > 0 for pass@k")
     top_p = top_p if top_p is not None else cfg.rollout.top_p
     top_k = top_k if top_k is not None else cfg.rollout.top_k
     max_new_tokens = max_new_tokens or cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens

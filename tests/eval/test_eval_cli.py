@@ -41,3 +41,42 @@ def test_compare_errors_exit_2(tmp_path):
     assert res.exit_code == 2 and "results.json" in res.output
     res = CliRunner().invoke(_app(), ["compare", "a", "b", "--labels", "only_one"])
     assert res.exit_code == 2 and "--labels" in res.output
+
+
+REWARD = '''
+def first_is_digit(prompts, completions, answers, metadata):
+    return [float(c[:1].isdigit()) for c in completions]
+'''
+
+
+def _greedy_config(tmp_path):
+    (tmp_path / "reward.py").write_text(REWARD)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"reward:\n  components:\n    - name: {tmp_path / 'reward.py'}:first_is_digit\n  num_workers: 1\n"
+                   "prompt:\n  template: '{question}'\nmodel:\n  device: cpu\neval:\n  temperature: 0\n")
+    return cfg
+
+
+def test_eval_n_gt_1_at_config_temperature_0_is_refused(tmp_path):
+    # eval.temperature: 0 (the training default, and examples/demo.yaml's) with --n 16: 16 identical samples
+    cfg = _greedy_config(tmp_path)
+    res = CliRunner().invoke(_app(), ["eval", "--config", str(cfg), "--model", "m", "--data", "x.jsonl", "--n", "16"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert "temperature 0" in text and "pass@16 = pass@1" in text and "--temperature 1.0" in text
+    assert "loading" not in text  # refused before the model loads
+
+
+def test_eval_explicit_temperature_0_with_n_gt_1_warns_and_runs(tmp_path, tiny_model_dir, arithmetic_jsonl):
+    cfg = _greedy_config(tmp_path)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(_app(), [
+        "eval", "--config", str(cfg), "--model", str(tiny_model_dir), "--data", str(arithmetic_jsonl),
+        "--limit", "2", "--n", "3", "--temperature", "0", "--max-new-tokens", "2", "--no-progress", "-o", str(out)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert "WARNING" in text and "identical" in text
+    import json
+
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert summary["n"] == 3 and summary["pass@3"] == summary["pass@1"]
