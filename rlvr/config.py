@@ -445,6 +445,9 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{key} must be >= 0, got {value}")
     if r.temperature == 0:
         raise ConfigError("rollout.temperature: 0 (greedy) gives G identical completions and zero advantages; use > 0")
+    if cfg.eval.n > 1 and cfg.eval.temperature == 0:
+        raise ConfigError(f"eval.n = {cfg.eval.n} samples at eval.temperature 0 are greedy and identical, so pass@k "
+                          "would equal pass@1: set eval.temperature > 0 for pass@k, or eval.n = 1 for greedy pass@1")
     if not 0 < r.top_p <= 1:
         raise ConfigError(f"rollout.top_p must be in (0, 1], got {r.top_p}")
     if not 0 < a.entropy_top_frac <= 1:

@@ -82,6 +82,7 @@ def test_preset_then_field_overrides():
     (["trainer.max_bad_steps=0"], "max_bad_steps"),
     (["trainer.min_lr_ratio=-0.5"], "min_lr_ratio"),
     (["trainer.betas=[0.9]"], "betas"),
+    (["eval.n=4"], "eval.n = 4 samples at eval.temperature 0 are greedy"),
 ])
 def test_impossible_combinations_fail_with_the_keys(overrides, message):
     with pytest.raises(ConfigError, match=message):
