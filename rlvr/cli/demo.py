@@ -16,6 +16,7 @@ def demo_command(
     rebuild: bool = typer.Option(False, "--rebuild", help="rebuild the cached base model and data"),
     quick: bool = typer.Option(False, "--quick", help="a smaller model and a handful of steps (a smoke test)"),
     config: Optional[str] = typer.Option(None, "--config", help="a YAML config instead of examples/demo.yaml"),
+    seed: int = typer.Option(0, "--seed", help="seed of the base model's warm-up and of GRPO (each seed caches its own base)"),
     overrides: Optional[list[str]] = typer.Argument(None, help="dotted overrides, e.g. trainer.lr=1e-4"),
 ) -> None:
     """Build a weak tiny char-level Llama, evaluate it, train it with GRPO, evaluate again, write a report."""
@@ -24,7 +25,7 @@ def demo_command(
 
     try:
         run_demo(steps=steps, output_dir=output_dir, rebuild=rebuild, quick=quick, config_path=config,
-                 overrides=list(overrides or []))
+                 seed=seed, overrides=list(overrides or []))
     except (ConfigError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None

@@ -5,12 +5,17 @@
 
 A fresh tiny char-level Llama (rlvr.demo.tiny) is trained with next-token cross-entropy on the completion
 tokens (prompt tokens masked with -100) of <think>/<answer> worked solutions of the arithmetic task
-(rlvr.demo.task). Every `eval_every` steps the greedy pass@1 on a small *dev* set (held-out pool, disjoint from
-the test problems the demo reports on) is measured; training stops at the first check where it reaches
-`target` (default 0.30), so RL has room to improve it. Accuracy jumps
-sharply at this scale (e.g. 20% -> 53% within 50 steps): when the stopping check lands above `ceiling` (0.45)
-the weights of the previous check are restored instead (when that check scored > 0). Everything is seeded: the same settings on the same
-machine give the same base. `rebuild=True` (the CLI's --rebuild) ignores the cache.
+(rlvr.demo.task), in two phases (see supervised_warmup):
+  1. correct solutions until the greedy pass@1 on a small *dev* set (held-out pool, disjoint from the test
+     problems the demo reports on) reaches `target` (0.5): the model has learnt the arithmetic. When that
+     happens depends on the seed and on the machine (the accuracy jumps within 50-100 steps somewhere between
+     step 450 and 900), so this phase waits for it instead of counting steps;
+  2. `flawed_steps` (200) steps on *flawed demonstrations*: the same problems, each carry or borrow dropped with
+     probability `slip` (0.75; "47+8=45"). The model takes on the flaw at that rate whatever its state after
+     phase 1, so the base is weak by a set amount (greedy decoding mostly drops carries) on any machine, while
+     the correct carry keeps a probability of about 1 - slip: the verifiable reward has something to amplify.
+Everything is seeded (`seed`: initial weights and problem order; `data_seed`: the problems): the same settings
+on the same machine give the same base. `rebuild=True` (the CLI's --rebuild) ignores the cache.
 """
 
 from __future__ import annotations
@@ -32,12 +37,14 @@ from rlvr.demo import task
 from rlvr.demo.evaluate import evaluate
 from rlvr.demo.tiny import DEFAULT_ALPHABET, build_char_tokenizer, build_tiny_llama, save_tiny
 
-BASE_VERSION = 3  # bump when the recipe changes, so stale caches rebuild
+BASE_VERSION = 4  # bump when the recipe changes, so stale caches rebuild
 
 
 @dataclass
 class PretrainConfig:
-    """Everything that determines the base model (stored next to it; a change triggers a rebuild)."""
+    """Everything that determines the base model (stored next to it; a change triggers a rebuild).
+
+    flawed_steps and slip were chosen once (measured in docs/demo.md) and are recorded in base.json."""
 
     hidden: int = 128
     layers: int = 4
@@ -49,13 +56,16 @@ class PretrainConfig:
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 50
-    max_steps: int = 3000
-    eval_every: int = 25
-    min_steps: int = 500  # no dev check before (the model is at ~0% until ~600 steps)
-    target: float = 0.30  # stop at the first dev greedy pass@1 >= target (it jumps by ~10-30 points per 100 steps)
-    ceiling: float = 0.45  # ... and if that check overshot the ceiling, go back to the previous check's weights
+    max_steps: int = 3000  # cap of phase 1
+    eval_every: int = 25  # phase 1: dev checks every 25 steps from min_steps once the loss shows the jump ...
+    min_steps: int = 200
+    check_loss: float = 0.08  # ... (running mean of the train loss below this; every 100 steps regardless)
+    target: float = 0.5  # ... until dev greedy pass@1 >= target: the model has learnt the arithmetic
+    slip: float = 0.75  # phase 2: flawed demonstrations, each carry/borrow dropped with this probability ...
+    flawed_steps: int = 200  # ... for this many steps (the model takes on the flaw: a base of a set strength)
     max_new_tokens: int = 72  # the longest solution is 63 characters + EOS
-    seed: int = 0
+    seed: int = 0  # initial weights and the order of the training problems
+    data_seed: int = 0  # the problems themselves (train/held-out/dev files): the same for every seed
     version: int = BASE_VERSION
 
 
@@ -88,17 +98,27 @@ def supervised_warmup(
     model,
     tokenizer,
     train_rows: list[dict[str, Any]],
+    flawed_rows: list[dict[str, Any]],
     dev_rows: list[dict[str, Any]],
     cfg: PretrainConfig,
     on_step: Callable[[int, float, float | None], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` in place until dev greedy pass@1 >= cfg.target (checked every cfg.eval_every steps).
+    """Train ``model`` in place in two phases (AdamW, betas 0.9/0.98, no weight decay, linear warm-up then
+    constant lr, grad-norm clip 1.0; the same shuffled order of problems throughout):
 
-    AdamW (betas 0.9, 0.98; no weight decay), linear warmup then constant lr, grad-norm clip 1.0.
+    1. on correct worked solutions (``train_rows``) until dev greedy pass@1 >= cfg.target (at most
+       cfg.max_steps), checked every cfg.eval_every steps from cfg.min_steps while the running mean of the
+       loss (EMA, 0.9) is below cfg.check_loss, and every 4 x eval_every steps regardless. Accuracy jumps from ~0% to
+       ~60% within 50-100 steps, at a step that depends on the seed and the machine's floating-point rounding
+       (450 to 900 steps seen), so phase 1 waits for it rather than counting steps;
+    2. cfg.flawed_steps steps on the same problems with flawed solutions (``flawed_rows``: each carry or borrow
+       dropped with probability cfg.slip). The model takes on the flaw at that rate, whatever its state after
+       phase 1: greedy decoding drops most carries and the base is weak by a set amount, while correct
+       solutions keep a probability of about 1 - slip per carry, which is what GRPO's reward then amplifies.
+
     on_step(step, loss, dev_pass1 or None) is called after every step (progress bars).
-    Returns {"steps", "loss", "dev_pass1", "history": [(step, dev_pass1)], "seconds"}; when the stopping check
-    overshoots cfg.ceiling the previous check's weights are restored and "steps"/"dev_pass1" are that check's
-    (the history then ends with that check repeated).
+    Returns {"steps" (both phases), "learn_steps" (phase 1), "loss", "dev_pass1" (after phase 2),
+    "history": [(step, dev_pass1)], "seconds"}.
     """
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -107,44 +127,55 @@ def supervised_warmup(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
     indices: list[int] = []
     history: list[tuple[int, float]] = []
-    dev_pass1, loss_value = 0.0, math.nan
-    step = 0
-    previous: tuple[int, float, dict[str, torch.Tensor]] | None = None  # (step, dev pass@1, weights)
-    model.train()
-    for step in range(1, cfg.max_steps + 1):
+
+    def train_step(rows: list[dict[str, Any]]) -> float:
         if len(indices) < cfg.batch_size:  # a fresh shuffled epoch
-            perm = list(range(len(train_rows)))
+            perm = list(range(len(rows)))
             order.shuffle(perm)
             indices.extend(perm)
-        batch_rows = [train_rows[i] for i in indices[: cfg.batch_size]]
+        ids, mask, labels = _batch(tokenizer, [rows[i] for i in indices[: cfg.batch_size]])
         del indices[: cfg.batch_size]
-        ids, mask, labels = _batch(tokenizer, batch_rows)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        loss_value = loss.item()
-        checked = None
-        if step >= cfg.min_steps and step % cfg.eval_every == 0:
-            dev_pass1 = evaluate(model, tokenizer, dev_rows, max_new_tokens=cfg.max_new_tokens)["pass@1"]
-            model.train()
-            history.append((step, dev_pass1))
-            checked = dev_pass1
+        return loss.item()
+
+    def dev_check(step: int) -> float:
+        dev = evaluate(model, tokenizer, dev_rows, max_new_tokens=cfg.max_new_tokens)["pass@1"]
+        model.train()
+        history.append((step, dev))
+        return dev
+
+    def due(step: int, loss_mean: float) -> bool:  # dev checks cost ~2 s: only once the loss says the jump began
+        if step < cfg.min_steps or step % cfg.eval_every:
+            return False
+        return loss_mean < cfg.check_loss or step % (4 * cfg.eval_every) == 0
+
+    model.train()
+    loss_value, loss_mean, step = math.nan, math.inf, 0
+    for step in range(1, cfg.max_steps + 1):  # phase 1: learn the arithmetic
+        loss_value = train_step(train_rows)
+        loss_mean = loss_value if step == 1 else 0.9 * loss_mean + 0.1 * loss_value
+        checked = dev_check(step) if due(step, loss_mean) else None
         if on_step is not None:
             on_step(step, loss_value, checked)
         if checked is not None and checked >= cfg.target:
-            if checked > cfg.ceiling and previous is not None and previous[1] > 0:
-                step, dev_pass1, weights = previous  # overshot: the previous check is the weaker base we want
-                model.load_state_dict(weights)
-                history.append((step, dev_pass1))
             break
-        if checked is not None:
-            previous = (step, checked, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    learn_steps = step
+    for step in range(learn_steps + 1, learn_steps + cfg.flawed_steps + 1):  # phase 2: take on the flaw
+        loss_value = train_step(flawed_rows)
+        if on_step is not None:
+            on_step(step, loss_value, None)
+    dev_pass1 = dev_check(step)
+    if on_step is not None:
+        on_step(step, loss_value, dev_pass1)
     model.eval()
     return {
         "steps": step,
+        "learn_steps": learn_steps,
         "loss": loss_value,
         "dev_pass1": dev_pass1,
         "history": history,
@@ -184,9 +215,10 @@ def build_base(
             return {**meta, **paths, "cached": True}
 
     root.mkdir(parents=True, exist_ok=True)
-    heldout_pool = task.generate("heldout", cfg.n_test + cfg.n_dev, seed=cfg.seed)
+    heldout_pool = task.generate("heldout", cfg.n_test + cfg.n_dev, seed=cfg.data_seed)
     test_rows, dev_rows = heldout_pool[: cfg.n_test], heldout_pool[cfg.n_test :]
-    train_rows = task.generate("train", cfg.n_train, seed=cfg.seed)
+    train_rows = task.generate("train", cfg.n_train, seed=cfg.data_seed)
+    flawed_rows = task.generate("train", cfg.n_train, seed=cfg.data_seed, slip=cfg.slip)
     task.write_jsonl(train_rows, paths["train_path"])
     task.write_jsonl(test_rows, paths["heldout_path"])
     task.write_jsonl(dev_rows, paths["dev_path"])
@@ -196,7 +228,7 @@ def build_base(
         tokenizer, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads, seed=cfg.seed,
         intermediate=cfg.intermediate,
     )
-    result = supervised_warmup(model, tokenizer, train_rows, dev_rows, cfg, on_step=on_step)
+    result = supervised_warmup(model, tokenizer, train_rows, flawed_rows, dev_rows, cfg, on_step=on_step)
 
     tmp = root / "base.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

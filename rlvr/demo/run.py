@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -36,13 +37,18 @@ PASS_K = 8  # sampled pass@k of the before/after table
 # The --quick variant: a smaller model, a few SFT steps and a few GRPO steps; same code path as the full demo.
 QUICK_PRETRAIN = PretrainConfig(
     hidden=32, layers=1, heads=2, intermediate=64, n_train=256, n_test=8, n_dev=4, batch_size=16,
-    max_steps=10, min_steps=10, eval_every=10, target=1.1,
+    max_steps=10, min_steps=10, eval_every=10, target=1.1, flawed_steps=4,
 )
 QUICK_OVERRIDES = [
     "trainer.steps=2", "rollout.prompts_per_step=2", "rollout.n=4", "rollout.max_new_tokens=24",
     "trainer.micro_batch_size=8", "eval.every=1", "data.eval_size=4", "reward.num_workers=1",
-    "checkpoint.every=0",
+    "checkpoint.every=0", "trainer.warmup_steps=0",
 ]
+
+
+def _steps_overrides(steps: int) -> list[str]:
+    """--steps N: N GRPO steps, the lr warm-up shortened to fit (a tenth of N at most)."""
+    return [f"trainer.steps={steps}", f"trainer.warmup_steps={min(10, steps // 10)}"]
 
 
 def find_config() -> Path:
@@ -102,6 +108,7 @@ def run_demo(
     quick: bool = False,
     config_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    seed: int = 0,
     overrides: list[str] | None = None,
     progress: bool = True,
     console: Console | None = None,
@@ -118,13 +125,14 @@ def run_demo(
     out = Path(output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     _clean(out)
-    pre_cfg = QUICK_PRETRAIN if quick else PretrainConfig()
-    cache = Path(cache_dir).expanduser() if cache_dir else cache_root() / ("quick" if quick else "")
+    pre_cfg = replace(QUICK_PRETRAIN if quick else PretrainConfig(), seed=seed)
+    name = ("quick" if quick else "") + (f"seed{seed}" if seed else "")  # one cached base per seed
+    cache = Path(cache_dir).expanduser() if cache_dir else cache_root() / name
 
     # 1. the weak base model
     console.rule("[bold]1. base model (supervised warm-up, cached)")
     with _bar(console, progress) as bars:
-        sft_task = bars.add_task("warm-up", total=pre_cfg.max_steps, info="")
+        sft_task = bars.add_task("warm-up", total=None, info="")
 
         def on_step(step: int, loss: float, dev: float | None) -> None:
             info = f"loss {loss:.3f}" + (f"  dev pass@1 {dev:.2f}" if dev is not None else "")
@@ -133,14 +141,16 @@ def run_demo(
         base = build_base(cache, rebuild=rebuild, cfg=pre_cfg, on_step=on_step)
         bars.update(sft_task, completed=base["steps"], total=base["steps"],
                     info="cached" if base["cached"] else f"built in {base['seconds']:.0f}s")
-    console.print(f"base: {base['model_path']} ({base['steps']} warm-up steps, dev pass@1 {base['dev_pass1']:.2f})")
+    console.print(f"base: {base['model_path']} ({base['learn_steps']} + {pre_cfg.flawed_steps} warm-up steps, "
+                  f"dev pass@1 {base['dev_pass1']:.2f})")
     heldout = read_jsonl(base["heldout_path"])
 
     # 2. evaluate the base
     cfg = load_config(config_path or find_config(), [
         f"model.path={base['model_path']}", f"data.source={base['train_path']}",
         f"data.eval_source={base['dev_path']}", f"output_dir={out}", "checkpoint.resume=never",
-        *(QUICK_OVERRIDES if quick else []), *([f"trainer.steps={steps}"] if steps else []), *(overrides or []),
+        f"trainer.seed={seed}",
+        *(QUICK_OVERRIDES if quick else []), *(_steps_overrides(steps) if steps else []), *(overrides or []),
     ])
     max_new = cfg.rollout.max_new_tokens
     console.rule(f"[bold]2. evaluate the base on {len(heldout)} held-out problems")
@@ -176,6 +186,9 @@ def run_demo(
         "first_reward_mean": metrics[0].get("reward/mean") if metrics else None,
         "final_reward_mean": metrics[-1].get("reward/mean") if metrics else None,
         "base_warmup_steps": base["steps"],
+        "base_learn_steps": base["learn_steps"],
+        "seed": seed,
+        "torch_threads": torch.get_num_threads(),
         "base_cached": base["cached"],
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - start,

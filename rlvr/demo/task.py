@@ -33,26 +33,42 @@ OPS = "+-"  # operators
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 
-def make_problem(rng: random.Random) -> dict[str, Any]:
+def make_problem(rng: random.Random, slip: float = 0.0, slip_rng: random.Random | None = None) -> dict[str, Any]:
     """One problem x0 op1 x1 op2 x2 ... with every running result >= 0, and its worked solution.
 
     "47+8-5+9" -> "<think>47+8=55 55-5=50 50+9=59</think><answer>59</answer>", answer "59".
+    slip: the probability that a step with a carry or a borrow drops it (the tens digit is copied unchanged:
+    47+8=45, 50-7=53). The worked solution then carries on from the wrong value and ends in a wrong answer;
+    "answer" is always the true result. The question and answer depend on ``rng`` only; slips are drawn from
+    ``slip_rng``, so the same problems come out for every slip rate.
     """
     while True:
         value = rng.randint(*FIRST)
-        question, steps = str(value), []
+        question, ops = str(value), []
         for _ in range(STEPS):
             op, x = rng.choice(OPS), rng.randint(*REST)
-            new = value + x if op == "+" else value - x
-            steps.append(f"{value}{op}{x}={new}")
+            value = value + x if op == "+" else value - x
             question += f"{op}{x}"
-            value = new
+            ops.append((op, x))
             if value < 0:
                 break
         if value >= 0:
             break
-    solution = f"<think>{' '.join(steps)}</think><answer>{value}</answer>"
+    shown, steps = int(question[:2]), []
+    for op, x in ops:
+        new = shown + x if op == "+" else shown - x
+        if slip and (slip_rng or rng).random() < slip and carries(shown, op, x):
+            new += -10 if op == "+" else 10
+        steps.append(f"{shown}{op}{x}={new}")
+        shown = new
+    solution = f"<think>{' '.join(steps)}</think><answer>{shown}</answer>"
     return {"question": question, "answer": str(value), "solution": solution}
+
+
+def carries(value: int, op: str, x: int) -> bool:
+    """Whether ``value op x`` (x a digit) carries into or borrows from the tens digit: 47+8, 50-7."""
+    units = value % 10
+    return units + x >= 10 if op == "+" else units < x
 
 
 def is_heldout(question: str) -> bool:
@@ -60,19 +76,23 @@ def is_heldout(question: str) -> bool:
     return zlib.crc32(question.encode()) % HELDOUT_MOD == 0
 
 
-def generate(split: str, n: int, seed: int) -> list[dict[str, Any]]:
+def generate(split: str, n: int, seed: int, slip: float = 0.0) -> list[dict[str, Any]]:
     """``n`` distinct problems of ``split`` ("train" or "heldout"), deterministic in ``seed``.
 
-    Each row: question, answer (a decimal string), solution (the <think>/<answer> completion for SFT).
+    Each row: question, answer (a decimal string), solution (the <think>/<answer> completion for SFT; with
+    ``slip`` > 0 some solutions drop a carry or borrow, see make_problem: flawed demonstrations).
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    if not 0.0 <= slip <= 1.0:
+        raise ValueError(f"slip must be in [0, 1], got {slip}")
     want_heldout = split == "heldout"
     rng = random.Random(f"{split}:{seed}")
+    slip_rng = random.Random(f"{split}:{seed}:slip")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     while len(rows) < n:
-        row = make_problem(rng)
+        row = make_problem(rng, slip, slip_rng)
         q = row["question"]
         if is_heldout(q) == want_heldout and q not in seen:
             seen.add(q)

@@ -10,8 +10,12 @@ from rlvr.demo.report import read_metrics
 
 def test_quick_demo_writes_consistent_artifacts(tmp_path, monkeypatch):
     monkeypatch.setenv("RLVR_CACHE", str(tmp_path / "cache"))
+    import rlvr.trainer
+
+    seen_cfgs, real_train = [], rlvr.trainer.train
+    monkeypatch.setattr(rlvr.trainer, "train", lambda cfg: seen_cfgs.append(cfg) or real_train(cfg))
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["demo", "--quick", "--output-dir", str(out)])
+    result = CliRunner().invoke(app, ["demo", "--quick", "--seed", "3", "--output-dir", str(out)])
     assert result.exit_code == 0, result.output
     assert "held-out accuracy" in result.output
     for name in ("metrics.jsonl", "completions.jsonl", "reward_curve.png", "summary.json", "report.md"):
@@ -26,6 +30,11 @@ def test_quick_demo_writes_consistent_artifacts(tmp_path, monkeypatch):
     assert summary["first_reward_mean"] == metrics[0]["reward/mean"]
     assert summary["final_reward_mean"] == metrics[-1]["reward/mean"]
     assert summary["heldout_problems"] == 8 and not summary["base_cached"]
+    # --seed 3: its own cached base (warm-up seeded with 3) and trainer.seed = 3
+    assert summary["seed"] == 3 and summary["base_warmup_steps"] == 10 + 4  # QUICK_PRETRAIN: 10 learn + 4 flawed
+    meta = json.loads((tmp_path / "cache" / "demo" / "quickseed3" / "base.json").read_text())
+    assert meta["config"]["seed"] == 3 and meta["config"]["slip"] == 0.75
+    assert seen_cfgs[0].trainer.seed == 3
     for key in ("base_pass1", "final_pass1", "base_pass8", "final_pass8"):
         assert 0.0 <= summary[key] <= 1.0
     assert summary["wall_seconds"] >= summary["train_seconds"] > 0

@@ -1,5 +1,7 @@
 """The demo task generator, its answer check, the warm-up batch layout and the cached base builder."""
 
+import pytest
+
 from rlvr.demo import task
 from rlvr.demo.pretrain import PretrainConfig, _batch, build_base
 from rlvr.demo.tiny import build_char_tokenizer
@@ -56,11 +58,45 @@ def test_warmup_batch_masks_prompt_and_padding():
     assert ids[1, -1].item() == tok.pad_token_id and mask[1, -1].item() == 0 and labels[1, -1].item() == -100
 
 
+def test_carries_by_hand():
+    assert task.carries(47, "+", 8) and task.carries(50, "-", 7) and task.carries(5, "-", 6)
+    assert not task.carries(47, "+", 2) and not task.carries(58, "-", 8) and not task.carries(41, "+", 8)
+
+
+def test_flawed_demonstrations_drop_carries_only():
+    clean = task.generate("train", 300, seed=0)
+    always = task.generate("train", 300, seed=0, slip=1.0)
+    some = task.generate("train", 300, seed=0, slip=0.5)
+    assert task.generate("train", 300, seed=0, slip=0.0) == clean
+    # the same problems and true answers whatever the slip rate; only the worked solutions change
+    for rows in (always, some):
+        assert [(r["question"], r["answer"]) for r in rows] == [(r["question"], r["answer"]) for r in clean]
+    for row in always:  # slip = 1: every carry and borrow dropped, the chain continues from the wrong value
+        q = row["question"]
+        value, steps = int(q[:2]), []
+        for i in range(2, len(q), 2):
+            op, x = q[i], int(q[i + 1])
+            new = value + x if op == "+" else value - x
+            if task.carries(value, op, x):
+                new += -10 if op == "+" else 10  # 47+8=45, 50-7=53: the tens digit copied unchanged
+            steps.append(f"{value}{op}{x}={new}")
+            value = new
+        assert row["solution"] == f"<think>{' '.join(steps)}</think><answer>{value}</answer>"
+    wrong = sum(not task.is_correct(r["solution"], r["answer"]) for r in always)
+    assert 0.6 * len(always) < wrong < len(always)  # ~1 - 0.55^3 of the problems carry at least once
+    n_some = sum(r["solution"] != c["solution"] for r, c in zip(some, clean))
+    n_always = sum(r["solution"] != c["solution"] for r, c in zip(always, clean))
+    assert 0.3 * n_always < n_some < 0.9 * n_always
+    with pytest.raises(ValueError, match="slip"):
+        task.generate("train", 3, seed=0, slip=1.5)
+
+
 def test_build_base_caches_and_rebuilds(tmp_path):
     cfg = PretrainConfig(hidden=16, layers=1, heads=2, intermediate=32, n_train=32, n_test=4, n_dev=2,
-                         batch_size=4, max_steps=3, min_steps=3, eval_every=3, target=1.1)
+                         batch_size=4, max_steps=3, min_steps=3, eval_every=3, target=1.1, flawed_steps=2)
     first = build_base(tmp_path, cfg=cfg)
-    assert not first["cached"] and first["steps"] == 3  # target 1.1 is unreachable: runs max_steps
+    # target 1.1 is unreachable: phase 1 runs max_steps, then the 2 flawed steps
+    assert not first["cached"] and first["learn_steps"] == 3 and first["steps"] == 5
     assert len(task.read_jsonl(first["heldout_path"])) == 4 and len(task.read_jsonl(first["dev_path"])) == 2
     second = build_base(tmp_path, cfg=cfg)
     assert second["cached"]
@@ -73,22 +109,54 @@ def test_build_base_caches_and_rebuilds(tmp_path):
     assert m1.num_parameters() == 100 * 16 + 4 * 16 * 16 + 3 * 16 * 32 + 2 * 16 + 16  # emb + attn + mlp + norms
 
 
-def test_warmup_stops_at_target_and_backs_off_an_overshoot(monkeypatch):
+def _warmup(monkeypatch, cfg, scores, n_rows=8):
+    """supervised_warmup on a tiny model with stubbed dev accuracies; returns (result, checked steps, the
+    phase of every training batch: "clean" or "flawed")."""
     import rlvr.demo.pretrain as pretrain
     from rlvr.demo.tiny import build_tiny_llama
 
     tok = build_char_tokenizer()
-    rows = task.generate("train", 8, seed=0)
-    cfg = PretrainConfig(batch_size=2, max_steps=20, min_steps=2, eval_every=2, target=0.2, ceiling=0.45)
-    # stubbed dev accuracies at steps 2, 4, 6: 0.1 (below target), then 0.6 (above target and above the ceiling)
-    scores = iter([0.1, 0.6, 0.9])
-    monkeypatch.setattr(pretrain, "evaluate", lambda *a, **k: {"pass@1": next(scores)})
+    clean = task.generate("train", n_rows, seed=0)
+    flawed = [{**r, "solution": r["solution"].replace("<think>", "<think>!")} for r in clean]
+    it = iter(scores)
+    monkeypatch.setattr(pretrain, "evaluate", lambda *a, **k: {"pass@1": next(it)})
+    phases: list[str] = []
+    real_batch = pretrain._batch
+
+    def recording_batch(tokenizer, rows):
+        kinds = {"flawed" if "<think>!" in r["solution"] else "clean" for r in rows}
+        assert len(kinds) == 1  # a batch never mixes the phases
+        phases.append(kinds.pop())
+        return real_batch(tokenizer, rows)
+
+    monkeypatch.setattr(pretrain, "_batch", recording_batch)
+    checked: list[int] = []
     model = build_tiny_llama(tok, hidden=16, layers=1, heads=2, intermediate=32)
-    res = pretrain.supervised_warmup(model, tok, rows, rows, cfg)
-    # by hand: the check at step 4 (0.6) overshoots 0.45 -> back to step 2's weights and score
-    assert res["steps"] == 2 and res["dev_pass1"] == 0.1
-    assert res["history"] == [(2, 0.1), (4, 0.6), (2, 0.1)]
-    scores = iter([0.1, 0.3, 0.9])
-    res = pretrain.supervised_warmup(build_tiny_llama(tok, hidden=16, layers=1, heads=2, intermediate=32),
-                                     tok, rows, rows, cfg)
-    assert res["steps"] == 4 and res["dev_pass1"] == 0.3  # 0.3 is within [target, ceiling]: stop there
+    res = pretrain.supervised_warmup(model, tok, clean, flawed, clean, cfg,
+                                     on_step=lambda s, l, d: d is not None and checked.append(s))
+    return res, checked, phases
+
+
+def test_warmup_learns_until_target_then_takes_on_the_flaw(monkeypatch):
+    # check_loss=100: the loss gate is always open -> checks every 2 steps from step 2
+    cfg = PretrainConfig(batch_size=2, max_steps=40, min_steps=2, eval_every=2, check_loss=100.0, target=0.5,
+                         flawed_steps=3)
+    res, checked, phases = _warmup(monkeypatch, cfg, [0.1, 0.4, 0.6, 0.3])
+    # by hand: checks at 2, 4, 6; step 6 reaches 0.5 -> phase 1 ends; 3 flawed steps (7, 8, 9); a final check
+    assert checked == [2, 4, 6, 9]
+    assert phases == ["clean"] * 6 + ["flawed"] * 3
+    assert res["learn_steps"] == 6 and res["steps"] == 9 and res["dev_pass1"] == 0.3
+    assert res["history"] == [(2, 0.1), (4, 0.4), (6, 0.6), (9, 0.3)]
+
+
+def test_warmup_checks_the_dev_set_rarely_while_the_loss_is_high(monkeypatch):
+    # check_loss=0: the gate never opens -> checks only every 4 x eval_every = 8 steps
+    cfg = PretrainConfig(batch_size=2, max_steps=40, min_steps=2, eval_every=2, check_loss=0.0, target=0.5,
+                         flawed_steps=2)
+    res, checked, phases = _warmup(monkeypatch, cfg, [0.0, 0.7, 0.2])
+    assert checked == [8, 16, 18] and res["learn_steps"] == 16 and res["steps"] == 18
+    # target unreachable: phase 1 runs to max_steps, then phase 2 as usual
+    cfg = PretrainConfig(batch_size=2, max_steps=5, min_steps=2, eval_every=2, check_loss=100.0, target=1.1,
+                         flawed_steps=1)
+    res, checked, phases = _warmup(monkeypatch, cfg, [0.0, 0.0, 0.0])
+    assert checked == [2, 4, 6] and phases == ["clean"] * 5 + ["flawed"] and res["steps"] == 6
