@@ -13,7 +13,7 @@ Pipeline of ``math`` for one completion (param ``extract``, default "auto"; a li
    b. the same text as the reference (whitespace and outer ``$`` aside): correct, no parse (path "same_text");
    c. otherwise math-verify on ``\\boxed{candidate}``; when that parse is empty or has free symbols that are not
       an equation ("10 dollars" -> 10*a*d*...), the bare candidate is parsed too and either parse may match
-      (verdicts cached per process by (candidate, reference));
+      (verdicts cached per process by (candidate, reference), except those that ran into the timeout);
    d. a boxed or "answer is" candidate judged wrong by (c) gets one more try, math-verify on the whole
       completion, when that could read it differently: several ``\\boxed{}`` (math-verify joins them into one
       set: ``\\boxed{1}, \\boxed{2}`` = ``{1,2}``) or an "answer is" candidate that is not a simple number.
@@ -42,6 +42,9 @@ import functools
 import logging
 import re
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -123,7 +126,36 @@ def _parse(text: str, timeout: int | None) -> list:
     return parse(text, parsing_timeout=timeout)
 
 
-@functools.lru_cache(maxsize=4096)
+def cache_unless_timed_out(maxsize: int) -> Callable:
+    """An LRU cache (on the positional arguments, the last one being the timeout in seconds or None) that keeps
+    no result of a call that took at least half its timeout: math-verify turns a timed-out parse or verify into
+    "no match", and such a verdict must not stick to the item for the rest of the run (the same item may well
+    finish in time on the next step, on a less loaded machine)."""
+    def wrap(fn: Callable) -> Callable:
+        cache: OrderedDict = OrderedDict()
+
+        @functools.wraps(fn)
+        def cached(*args):
+            if args in cache:
+                cache.move_to_end(args)
+                return cache[args]
+            start = time.perf_counter()
+            value = fn(*args)
+            timeout = args[-1]
+            if timeout is None or time.perf_counter() - start < 0.5 * timeout:
+                cache[args] = value
+                if len(cache) > maxsize:
+                    cache.popitem(last=False)
+            return value
+
+        cached.cache_clear = cache.clear  # type: ignore[attr-defined]
+        cached.cache = cache  # type: ignore[attr-defined]
+        return cached
+
+    return wrap
+
+
+@cache_unless_timed_out(maxsize=4096)
 def _parse_gold(gold: str, timeout: int | None) -> tuple:
     if "\\boxed" in gold or "$" in gold:
         return tuple(_parse(gold, timeout))
@@ -177,7 +209,7 @@ def _same_text(candidate: str, reference: str) -> bool:
     return bool(a) and a == bare(reference)
 
 
-@functools.lru_cache(maxsize=8192)
+@cache_unless_timed_out(maxsize=8192)
 def _math_verify_equal(candidate: str, reference: str, timeout: int | None) -> tuple[bool, str]:
     from math_verify import verify
 

@@ -203,3 +203,30 @@ def test_latex_fraction_fast_path_agrees_with_math_verify(completion, reference)
     assert (r.score, r.details["path"]) == (1.0, "number"), r
     slow = math_v(completion, reference, {}, fast_path=False)
     assert (slow.score, slow.details["path"]) == (1.0, "math_verify"), slow
+
+
+def test_verdicts_that_ran_into_the_timeout_are_not_cached(monkeypatch):
+    """math-verify reads a timed-out check as "no match": that verdict must not stick to the item."""
+    import rlvr.rewards.math as m
+
+    calls = []
+
+    @m.cache_unless_timed_out(maxsize=2)
+    def check(item, timeout):
+        calls.append(item)
+        return item
+
+    clock = iter([0.0, 0.1, 10.0, 13.0, 20.0, 20.1, 30.0, 30.1, 40.0, 40.1])
+    monkeypatch.setattr(m.time, "perf_counter", lambda: next(clock))
+    assert check("fast", 5) == "fast"  # 0.1 s of a 5 s timeout: cached
+    assert check("fast", 5) == "fast" and calls == ["fast"]
+    assert check("slow", 5) == "slow"  # 3 s >= half the timeout: ran into it, not cached
+    assert "slow" not in [k[0] for k in check.cache]
+    check("b", 5)
+    check("c", 5)  # maxsize 2: "fast" (least recently used) is evicted
+    assert [k[0] for k in check.cache] == ["b", "c"]
+    check.cache_clear()
+    assert not check.cache
+    monkeypatch.undo()
+    check("x", None)  # no timeout (outside the main thread): always cached
+    assert [k[0] for k in check.cache] == ["x"]
