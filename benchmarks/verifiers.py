@@ -16,7 +16,8 @@ Workloads (``--mix``, default both):
            whole text). Each sympy check costs about 5-50 ms (a wrong irrational answer is the slowest), so the
            rate of this mix is set by that share (0.8% of all items at the default): on a 2-core machine loaded by
            other jobs (load average 3.3-3.9) we measured 5,000-7,300 checks/s at 0.02 (median of 3: 6,800), about
-           5,000 at 0.05 and 2,600 at 0.10, against 17,000-35,000 for the numeric mix.
+           5,000 at 0.05 and 2,600 at 0.10, against 17,000-35,000 for the numeric mix; on the idle machine
+           18,000 (median of 3) at 0.02, 10,400 at 0.05, 5,500 at 0.10, and 53,000 for the numeric mix.
 Baseline: what a TRL-style accuracy reward does per item, math-verify ``parse`` of the gold, ``parse`` of the
 completion (its <answer> tags turned into \\boxed{}, which math-verify anchors on), ``verify``, sequentially
 in this process. rlvr: ``RewardScorer([math]).score`` on the same items

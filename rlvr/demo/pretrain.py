@@ -52,7 +52,7 @@ class PretrainConfig:
     intermediate: int = 256  # MLP width (0.67M parameters in all)
     n_train: int = 20000  # train problems written to train.jsonl (the RL prompts come from the same file)
     n_test: int = 256  # held-out problems the demo reports on (heldout.jsonl)
-    n_dev: int = 128  # held-out-pool problems used only for early stopping (dev.jsonl)
+    n_dev: int = 128  # held-out-pool problems used only to end phase 1 (dev.jsonl)
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 50
