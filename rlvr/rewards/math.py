@@ -9,7 +9,8 @@ Pipeline of ``math`` for one completion (param ``extract``, default "auto"; a li
    a. fast path (``simple_number``): when candidate and reference are both plain numbers ("-12", "1,000",
       "0.25", "3/4", "$7$") or digit-only LaTeX fractions (``\\frac{1}{2}``, ``\\dfrac``, ``\\tfrac``, ``\\cfrac``,
       ``\\frac13``, ``-\\frac{10}{9}``, inside ``$..$`` / ``\\(..\\)`` or not), compared exactly as fractions or
-      equal after rounding to 6 decimals (math-verify's float_rounding); no parsing (tens of microseconds);
+      equal after rounding to 6 decimals when one side is written as a decimal (math-verify's float_rounding:
+      1/3 = 0.333333 but 1/3 != 333333/1000000); no parsing (tens of microseconds);
    b. the same text as the reference (whitespace and outer ``$`` aside): correct, no parse (path "same_text");
    c. otherwise math-verify on ``\\boxed{candidate}``; when that parse is empty or has free symbols that are not
       an equation ("10 dollars" -> 10*a*d*...), the bare candidate is parsed too and either parse may match
@@ -106,9 +107,16 @@ def simple_number(s: str) -> Fraction | None:
     return -num / den if sign == "-" else num / den
 
 
-def numbers_equal(a: Fraction, b: Fraction, digits: int = 6) -> bool:
-    """Exact, or equal after rounding both to ``digits`` decimals (as math-verify's float_rounding=6)."""
-    return a == b or round(a, digits) == round(b, digits)
+def numbers_equal(a: Fraction, b: Fraction, digits: int = 6, rounded: bool = True) -> bool:
+    """Exact, or (``rounded``) equal after rounding both to ``digits`` decimals, as math-verify's
+    float_rounding=6. Like math-verify, round only when one side was written as a decimal: 1/3 = 0.333333,
+    but 1/3 != 333333/1000000."""
+    return a == b or (rounded and round(a, digits) == round(b, digits))
+
+
+def _has_decimal(*texts: str) -> bool:
+    """Whether any text holds a decimal fraction ("0.5", ".25"): then numbers compare after rounding."""
+    return any(re.search(r"\.\d", t) for t in texts)
 
 
 def _in_main_thread() -> bool:
@@ -274,7 +282,7 @@ def math(completion: str, reference: Any, metadata: dict, extract: str = "auto",
             return RewardResult(0.0, reason="error: empty reference", extracted=None)
         a = simple_number(completion) if fast else None
         if a is not None and all(_simple_ref(r) is not None for r in refs):
-            ok = any(numbers_equal(a, _simple_ref(r)) for r in refs)
+            ok = any(numbers_equal(a, _simple_ref(r), rounded=_has_decimal(completion, r)) for r in refs)
             return result(ok, completion.strip(), path="number")
         ok, shown = math_verify_full(completion, refs, timeout)
         if ok is None:
@@ -288,7 +296,7 @@ def math(completion: str, reference: Any, metadata: dict, extract: str = "auto",
         if a is not None:
             b = _simple_ref(ref)
             if b is not None:
-                if numbers_equal(a, b):
+                if numbers_equal(a, b, rounded=_has_decimal(cand, ref)):
                     return result(True, cand, path="number")
                 continue
         if fast and _same_text(cand, ref):

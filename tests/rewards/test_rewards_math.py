@@ -230,3 +230,22 @@ def test_verdicts_that_ran_into_the_timeout_are_not_cached(monkeypatch):
     monkeypatch.undo()
     check("x", None)  # no timeout (outside the main thread): always cached
     assert [k[0] for k in check.cache] == ["x"]
+
+
+@pytest.mark.parametrize("pred, gold", [
+    ("333333/1000000", "1/3"),      # exact fractions: no rounding (math-verify: not equal)
+    ("1000001/1000000", "1"),
+    ("\\frac{333333}{1000000}", "\\frac{1}{3}"),
+    ("0.333333", "1/3"),            # a decimal on one side: rounded to 6 places (math-verify: equal)
+    ("\\frac{1}{3}", "0.333333"),
+    ("2/3", "0.666667"),
+    ("0.5", "\\frac{1}{2}"),
+    ("0.3333", "1/3"),              # rounded to 6 places, 0.3333 is still not 1/3
+])
+def test_number_fast_path_rounds_like_math_verify(pred, gold):
+    from math_verify import parse, verify
+
+    expected = bool(verify(parse("\\boxed{" + gold + "}"), parse("\\boxed{" + pred + "}")))
+    got = math_v(f"<answer>{pred}</answer>", gold, {})
+    assert got.details["path"] == "number"
+    assert (got.score == 1.0) == expected
