@@ -85,16 +85,22 @@ _FRAC_ARG = r"(?:\{\s*([-+]?\d+)\s*\}|(\d))"
 _LATEX_FRAC = re.compile(r"([-+]?)\s*\\[dtc]?frac\s*" + _FRAC_ARG + r"\s*" + _FRAC_ARG)
 
 
+def _unwrap(s: str) -> str:
+    """``s`` stripped, without one pair of outer math delimiters (``$$..$$``, ``$..$``, ``\\(..\\)``, ``\\[..\\]``)."""
+    s = s.strip()
+    for left, right in _DELIMS:
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            return s[len(left): len(s) - len(right)].strip()
+    return s
+
+
 def simple_number(s: str) -> Fraction | None:
     """``plain_number``, or a digit-only LaTeX fraction: ``\\frac{1}{3}``, ``\\dfrac{-1}{2}``, ``\\frac13``,
     ``-\\tfrac{10}{9}``, ``$\\frac{3}{4}$``, ``\\(0.5\\)``. None for anything else (``\\frac{x}{2}``, ``\\frac{1}{2}x``)."""
     s = s.strip()
     if "\\" not in s:
         return plain_number(s)
-    for left, right in _DELIMS:
-        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
-            s = s[len(left): len(s) - len(right)].strip()
-            break
+    s = _unwrap(s)
     if s.endswith(".") and not s.endswith(".."):
         s = s[:-1].rstrip()
     m = _LATEX_FRAC.fullmatch(s)
@@ -206,15 +212,8 @@ def math_verify_equal(candidate: str, reference: str, timeout: int | None = 5) -
 
 def _same_text(candidate: str, reference: str) -> bool:
     """The same text once whitespace and outer ``$``/``\\(``/``\\[`` delimiters are gone (no parse needed)."""
-    def bare(s: str) -> str:
-        s = s.strip()
-        for left, right in _DELIMS:
-            if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
-                s = s[len(left): len(s) - len(right)]
-                break
-        return "".join(s.split())
-    a = bare(candidate)
-    return bool(a) and a == bare(reference)
+    a = "".join(_unwrap(candidate).split())
+    return bool(a) and a == "".join(_unwrap(reference).split())
 
 
 @cache_unless_timed_out(maxsize=8192)
