@@ -79,9 +79,9 @@ def markdown(summary: dict[str, Any], samples: dict[str, list[dict[str, Any]]], 
         f"max {r.max_new_tokens} new tokens. Wall time {summary['wall_seconds']:.0f} s "
         f"(GRPO {summary['train_seconds']:.0f} s).",
         "",
-        f"Base model: seed {summary.get('seed', 0)}, {summary.get('base_learn_steps', '?')} warm-up steps on correct "
-        f"solutions then {summary['base_warmup_steps'] - summary.get('base_learn_steps', 0)} on flawed ones (carries "
-        f"dropped), {summary.get('torch_threads', '?')} torch threads.",
+        f"Base model: seed {summary['seed']}, {summary['base_learn_steps']} warm-up steps on correct solutions then "
+        f"{summary['base_warmup_steps'] - summary['base_learn_steps']} on flawed ones (carries dropped), "
+        f"{summary['torch_threads']} torch threads.",
         "",
         f"## Held-out accuracy ({summary['heldout_problems']} problems)",
         "",

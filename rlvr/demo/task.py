@@ -40,8 +40,10 @@ def make_problem(rng: random.Random, slip: float = 0.0, slip_rng: random.Random 
     slip: the probability that a step with a carry or a borrow drops it (the tens digit is copied unchanged:
     47+8=45, 50-7=53). The worked solution then carries on from the wrong value and ends in a wrong answer;
     "answer" is always the true result. The question and answer depend on ``rng`` only; slips are drawn from
-    ``slip_rng``, so the same problems come out for every slip rate.
+    ``slip_rng`` (required when slip > 0), so the same problems come out for every slip rate.
     """
+    if slip and slip_rng is None:
+        raise ValueError("make_problem: slip > 0 needs its own slip_rng (drawing from rng would change the problems)")
     while True:
         value = rng.randint(*FIRST)
         question, ops = str(value), []
@@ -57,7 +59,7 @@ def make_problem(rng: random.Random, slip: float = 0.0, slip_rng: random.Random 
     shown, steps = int(question[:2]), []
     for op, x in ops:
         new = shown + x if op == "+" else shown - x
-        if slip and (slip_rng or rng).random() < slip and carries(shown, op, x):
+        if slip and slip_rng.random() < slip and carries(shown, op, x):
             new += -10 if op == "+" else 10
         steps.append(f"{shown}{op}{x}={new}")
         shown = new
