@@ -1,9 +1,10 @@
 """The algorithm core: pure tensor functions of the GRPO family, looked up by name in registries.
 
-    from rlvr.algorithms import ADVANTAGES, POLICY_LOSSES, AGGREGATIONS, KL_ESTIMATORS, PRESETS
+    from rlvr.algorithms import ADVANTAGES, POLICY_LOSSES, AGGREGATIONS, KL_ESTIMATORS, PRESETS, rollout_is_weights
 
     adv, m1 = ADVANTAGES.get("grpo")(rewards, response_mask, group_ids)
     loss, m2 = POLICY_LOSSES.get("ppo_clip")(logp, old_logp, adv, response_mask, clip_low=0.2, clip_high=0.28)
+    w, keep, m3 = rollout_is_weights(old_logp, rollout_logp, response_mask, "token_truncate", cap=2.0)
 
 See docs/algorithms.md for the formulas, papers and presets.
 """
@@ -32,6 +33,7 @@ from rlvr.algorithms.logprobs import entropy_from_logits, token_logprobs, token_
 from rlvr.algorithms.losses import POLICY_LOSSES, clipped_pg_loss, gspo, ppo_clip
 from rlvr.algorithms.masks import masked_mean, masked_sum, masked_var, masked_whiten
 from rlvr.algorithms.presets import PRESETS
+from rlvr.algorithms.rollout_correction import ROLLOUT_IS_MODES, rollout_is_weights
 
 __all__ = [
     "ADVANTAGES",
@@ -39,6 +41,7 @@ __all__ = [
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
     "PRESETS",
+    "ROLLOUT_IS_MODES",
     "adaptive_kl_coef",
     "all_equal_groups",
     "clipped_pg_loss",
@@ -61,6 +64,7 @@ __all__ = [
     "reinforce_pp",
     "reinforce_pp_baseline",
     "rloo",
+    "rollout_is_weights",
     "seq_mean_token_mean",
     "seq_mean_token_sum",
     "seq_mean_token_sum_norm",

@@ -2,12 +2,17 @@
 
     loss, metrics = POLICY_LOSSES[name](logp, old_logp, advantages, response_mask,
                                         clip_low=0.2, clip_high=0.2, dual_clip=0.0,
-                                        agg="token-mean", agg_norm_len=1, num_seqs=None, num_tokens=None)
+                                        agg="token-mean", agg_norm_len=1, num_seqs=None, num_tokens=None,
+                                        is_weights=None)
 
     logp:       (B, T) log pi_theta of the sampled tokens (with grad).
     old_logp:   (B, T) log pi_old (the policy that sampled, or the one before this epoch's updates), no grad.
     advantages: (B, T) constants (see advantages.py).
     response_mask: (B, T) bool.   agg / agg_norm_len / num_seqs / num_tokens: see aggregate.py.
+    is_weights: (B, T) or None: rollout-correction importance weights (rollout_correction.rollout_is_weights,
+                w = f(pi_old / pi_rollout)); they multiply the per-token loss before aggregation,
+                L = agg_t(w_t * L_t), and are detached (no gradient flows into them).  None (the default) leaves
+                the loss bit-identical to the uncorrected one.  The clip metrics do not depend on them.
     -> loss 0-dim, metrics {clip_frac_low, clip_frac_high, clip_frac, dual_clip_frac, ratio_mean, ratio_max,
        ppo_kl} as 0-dim detached tensors (token fractions over the valid tokens of this call).
 
@@ -29,6 +34,17 @@ from rlvr.registry import Registry
 POLICY_LOSSES = Registry("policy loss")
 
 LOG_RATIO_CLAMP = 20.0  # verl clamps log(rho) to +-20 before exp: exp(20) ~ 5e8, no inf
+
+
+def _apply_is_weights(token_loss: Tensor, is_weights: Tensor | None, mask: Tensor) -> Tensor:
+    """w_t * L_t on the valid tokens (w detached; whatever w holds outside ``mask`` is ignored)."""
+    if is_weights is None:
+        return token_loss
+    if is_weights.shape != token_loss.shape:
+        raise ValueError(f"is_weights must have the shape {tuple(token_loss.shape)}, got {tuple(is_weights.shape)}")
+    zero = torch.zeros((), dtype=token_loss.dtype, device=token_loss.device)
+    w = torch.where(mask, is_weights.detach().to(token_loss.dtype), zero)
+    return token_loss * w
 
 
 def clipped_pg_loss(
@@ -87,12 +103,15 @@ def ppo_clip(
     agg_norm_len: int = 1,
     num_seqs: int | Tensor | None = None,
     num_tokens: int | Tensor | None = None,
+    is_weights: Tensor | None = None,
     **_,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Token-level PPO clipped surrogate with clip_low / clip_high (DAPO clip-higher) and dual clip.
 
     rho_t = exp(clamp(logp_t - old_logp_t, -20, 20));  L = agg_t(clipped_pg_loss(rho, A)).
     GRPO (arXiv:2402.03300) / DAPO (arXiv:2503.14476) / verl "vanilla" policy loss.
+    is_weights (B, T), optional: rollout-correction weights, L = agg_t(w_t * L_t) with w detached
+    (Yao et al. 2025 TIS/MIS; see rollout_correction.py).  None: no correction, the same result as without it.
     """
     mask = response_mask.bool()
     zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
@@ -100,6 +119,7 @@ def ppo_clip(
     ratio = torch.exp(log_ratio)
     adv = torch.where(mask, advantages.detach().to(logp.dtype), zero)
     token_loss, dual_active, _ = clipped_pg_loss(ratio, adv, clip_low, clip_high, dual_clip)
+    token_loss = _apply_is_weights(token_loss, is_weights, mask)
     loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
     return loss, _clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, dual_active)
 
@@ -118,6 +138,7 @@ def gspo(
     agg_norm_len: int = 1,
     num_seqs: int | Tensor | None = None,
     num_tokens: int | Tensor | None = None,
+    is_weights: Tensor | None = None,
     **_,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """GSPO: clip the sequence-level ratio s_i = exp((1/|o_i|) sum_t log rho_it) instead of per-token ratios.
@@ -127,6 +148,9 @@ def gspo(
     so with advantages constant over a sequence and agg = seq-mean-token-mean this is exactly the paper's
     sequence objective.  Paper clip range: 3e-4 / 4e-4.  The sequence log-ratio is clamped to +-20.
     Deviation: dual_clip is honoured if given (the paper has none).
+    is_weights (B, T), optional: rollout-correction weights, L = agg_t(w_t * L_t) with w detached (a sequence
+    mode of rollout_correction.py gives each sequence one weight, which then scales its sequence objective).
+    None: no correction, the same result as without it.
     """
     mask = response_mask.bool()
     zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
@@ -138,6 +162,7 @@ def gspo(
     ratio = torch.exp(torch.where(mask, log_s_tok, zero))
     adv = torch.where(mask, advantages.detach().to(logp.dtype), zero)
     token_loss, dual_active, _ = clipped_pg_loss(ratio, adv, clip_low, clip_high, dual_clip)
+    token_loss = _apply_is_weights(token_loss, is_weights, mask)
     loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
     metrics = _clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, dual_active)
     return loss, metrics
