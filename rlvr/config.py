@@ -71,8 +71,23 @@ class PromptConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """Settings of the vLLM engine (rollout.engine: vllm); see docs/rollout.md."""
+
+    gpu_memory_utilization: float = 0.5  # share of device memory for weights + KV cache (of RAM on CPU)
+    kv_cache_gb: float = 0.0  # > 0: exactly this much KV cache instead (starts faster: no memory profiling)
+    max_model_len: int = 0  # prompt + response tokens per sequence; 0 = longest prompt + max new tokens
+    enforce_eager: bool = True  # no CUDA graphs / compilation: fast start; false is faster for long runs
+    tensor_parallel_size: int = 1
+    sleep_mode: bool = False  # GPU only: free the KV cache (and offload weights) during the policy update
+    dtype: str = "auto"  # auto = model.dtype as resolved for the trainer | float32 | bfloat16 | float16
+    seed: int = 0  # mixed into the per-request seeds (which come from trainer.seed and the step)
+    sync_check_tol: float = 0.0  # max mean |log-prob difference| engine vs trainer after a sync; 0 = by dtype
+
+
+@dataclass
 class RolloutConfig:
-    engine: str = "hf"
+    engine: str = "hf"  # hf (transformers generate on the policy) | vllm (needs vLLM; see docs/rollout.md)
     prompts_per_step: int = 16  # P
     n: int = 8  # G, completions per prompt
     max_new_tokens: int = 256
@@ -80,6 +95,7 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
     batch_size: int = 0  # prompts x completions generated per forward batch; 0 = all at once
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
 @dataclass
@@ -125,6 +141,10 @@ class AlgorithmConfig:
     max_sample_batches: int = 10
     overlong_filter: bool = False  # mask truncated completions out of the loss
     logprob_chunk: int = 1024  # tokens per chunk for log-prob / entropy computation
+    # off-policy correction for a sampler other than the trainer (vLLM): none | token_truncate | token_mask |
+    # sequence_truncate | sequence_mask; the pg term is weighted by min(pi_old / pi_sampler, cap) (docs/algorithms.md)
+    rollout_is: str = "none"
+    rollout_is_cap: float = 2.0
 
 
 @dataclass
@@ -396,6 +416,7 @@ def n1_message(advantage: str, n: int) -> str:
 def validate(cfg: RunConfig) -> None:
     """Fail on values and combinations that cannot work, before anything heavy happens."""
     from rlvr.algorithms import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+    from rlvr.algorithms.rollout_correction import ROLLOUT_IS_MODES
 
     a, r, t = cfg.algorithm, cfg.rollout, cfg.trainer
     _choice("model.dtype", cfg.model.dtype, ["auto", "float32", "bfloat16", "float16"])
@@ -405,6 +426,19 @@ def validate(cfg: RunConfig) -> None:
     _choice("trainer.schedule", t.schedule, ["constant", "cosine"])
     _choice("algorithm.adv_scale", a.adv_scale, ["group", "batch", "none"])
     _choice("algorithm.kl_in", a.kl_in, ["loss", "reward"])
+    _choice("rollout.engine", r.engine, ["hf", "vllm"])
+    _choice("rollout.vllm.dtype", r.vllm.dtype, ["auto", "float32", "bfloat16", "float16"])
+    _choice("algorithm.rollout_is", a.rollout_is, list(ROLLOUT_IS_MODES))
+    if a.rollout_is != "none" and a.rollout_is_cap < 1:
+        raise ConfigError(f"algorithm.rollout_is_cap must be >= 1 (Yao et al. use 2), got {a.rollout_is_cap}")
+    if not 0 < r.vllm.gpu_memory_utilization <= 1:
+        raise ConfigError(f"rollout.vllm.gpu_memory_utilization must be in (0, 1], got {r.vllm.gpu_memory_utilization}")
+    if r.vllm.tensor_parallel_size < 1 or min(r.vllm.max_model_len, r.vllm.sync_check_tol, r.vllm.kv_cache_gb) < 0:
+        raise ConfigError("rollout.vllm.tensor_parallel_size must be >= 1; max_model_len, sync_check_tol and "
+                          "kv_cache_gb >= 0")
+    if r.engine == "vllm" and r.vllm.sleep_mode and cfg.model.device == "cpu":
+        raise ConfigError("rollout.vllm.sleep_mode frees GPU memory during the update and works on GPU only "
+                          "(vLLM's CPU backend ignores it); set it to false with model.device: cpu")
     _registered("algorithm.advantage", a.advantage, ADVANTAGES)
     _registered("algorithm.loss", a.loss, POLICY_LOSSES)
     _registered("algorithm.agg", a.agg, AGGREGATIONS)

@@ -58,6 +58,18 @@ class HFRolloutEngine:
             self.model.train(was_training)
         return results
 
+    def sleep(self) -> None:
+        """Nothing to free: generation runs on the policy itself."""
+
+    def sync_weights(self, model) -> dict[str, float]:
+        """Nothing to push: the engine *is* the policy (``model`` must be the model it was built on)."""
+        if model is not self.model:
+            raise ValueError("the HF engine samples from the model it was built on; build a new engine for another")
+        return {}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
     def _generate_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k) -> list[list[Completion]]:
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompt_ids)

@@ -22,6 +22,9 @@ class RolloutBatch:
     truncated:      (B,) bool, finished by max_new_tokens rather than EOS
     old_logp:       (B, T) float or None, log-probs of the policy that sampled (filled by the trainer)
     ref_logp:       (B, T) float or None, reference log-probs (filled when KL is on)
+    rollout_logp:   (B, T) float or None, log-probs the engine reported for the sampled tokens (0 on padding)
+    is_weights:     (B, T) float or None, rollout importance weights min(pi_old / pi_rollout, C) (filled when
+                    algorithm.rollout_is is on)
     """
 
     prompt_ids: torch.Tensor
@@ -33,6 +36,8 @@ class RolloutBatch:
     truncated: torch.Tensor
     old_logp: torch.Tensor | None = None
     ref_logp: torch.Tensor | None = None
+    rollout_logp: torch.Tensor | None = None
+    is_weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]
@@ -69,6 +74,8 @@ def build_batch(
     prompt_mask = torch.zeros((b, lp), dtype=torch.bool)
     response_ids = torch.full((b, t), pad_id, dtype=torch.long)
     response_mask = torch.zeros((b, t), dtype=torch.bool)
+    rollout_logp = torch.zeros((b, t), dtype=torch.float32)
+    has_logprobs = all(len(c.logprobs) == len(c.token_ids) for c in flat)
     for i, c in enumerate(flat):
         if c.prompt_ids:
             prompt_ids[i, lp - len(c.prompt_ids) :] = torch.tensor(c.prompt_ids)
@@ -76,6 +83,8 @@ def build_batch(
         if c.token_ids:
             response_ids[i, : len(c.token_ids)] = torch.tensor(c.token_ids)
             response_mask[i, : len(c.token_ids)] = True
+            if has_logprobs:
+                rollout_logp[i, : len(c.token_ids)] = torch.tensor(c.logprobs, dtype=torch.float32)
     return RolloutBatch(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
@@ -84,4 +93,5 @@ def build_batch(
         rewards=torch.tensor([r.score for r in results], dtype=torch.float32),
         group_ids=group_ids_for(examples, n, group_key),
         truncated=torch.tensor([c.finish_reason == "length" for c in flat]),
+        rollout_logp=rollout_logp if has_logprobs else None,
     )

@@ -31,7 +31,7 @@ from rlvr.config import RunConfig, to_dict
 from rlvr.data import PromptSampler, check_template, load_examples, render_prompt
 from rlvr.logging import MetricsLogger
 from rlvr.rewards import RewardScorer
-from rlvr.rollout.hf import HFRolloutEngine
+from rlvr.rollout import make_engine
 from rlvr.trainer import state as ckpt
 from rlvr.trainer.batch import build_batch
 from rlvr.trainer.optim import make_optimizer
@@ -152,7 +152,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     render_prompts(cfg, tokenizer, examples, held_out)
     model = load_policy(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
     reference = make_reference(model, cfg.model.lora.enabled) if a.kl_coef > 0 else None
-    engine = HFRolloutEngine(model, tokenizer, device, add_special_tokens=not cfg.prompt.chat_template)
+    engine = make_engine(cfg, model, tokenizer, device, resolve_dtype(cfg.model.dtype, device),
+                         [ex.prompt for ex in examples + held_out])
     sampler = PromptSampler(examples, cfg.rollout.prompts_per_step, seed=t.seed, shuffle=cfg.data.shuffle)
     optimizer, scheduler = make_optimizer(model.parameters(), t, t.steps * t.epochs * t.mini_batches)
     counters = {"step": 0, "kl_coef": a.kl_coef, "bad_streak": 0, "best_reward": -math.inf, "since_best": 0,
@@ -175,6 +176,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         print(message)
         return {"step": start, "message": message}
 
+    engine.sync_weights(model)  # a separate engine (vLLM) starts from these (resumed) weights, checked
     logger = MetricsLogger(out, cfg.logging.backends, cfg.logging.project, cfg.logging.run_name, to_dict(cfg))
     logger.truncate_after(start)
     interrupted = {"flag": False}
@@ -205,15 +207,18 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                 generator = seed_step(t.seed, step)
                 batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer)
                 batch = build_batch(batch_examples, groups, results, tokenizer.pad_token_id, a.group_key)
+                engine.sleep()  # vLLM sleep mode (GPU): its KV cache is freed during the update
                 t0 = time.perf_counter()
-                advantages, pg_mask, loss_mask, adv_metrics = prepare(
-                    model, reference, batch, a, counters["kl_coef"], t, cfg.rollout.temperature, device)
+                advantages, pg_mask, loss_mask, prep_metrics = prepare(
+                    model, reference, batch, a, counters["kl_coef"], t, cfg.rollout.temperature, device,
+                    compare_rollout=cfg.rollout.engine != "hf")
                 update_metrics, finite = update_policy(
                     model, optimizer, scheduler, batch, advantages, pg_mask, loss_mask, a, counters["kl_coef"], t,
                     cfg.rollout.temperature, norm_len, device, generator)
                 metrics["time/update_s"] = time.perf_counter() - t0
+                metrics.update(engine.sync_weights(model))  # the next rollout samples from the new weights
                 metrics.update(reward_metrics(cfg, batch, groups, results))
-                metrics.update({f"adv/{k}": float(v) for k, v in adv_metrics.items()})
+                metrics.update({k: float(v) for k, v in prep_metrics.items()})
                 metrics.update(update_metrics)
                 counters["step"] = step
                 counters["bad_streak"] = 0 if finite else counters["bad_streak"] + 1
@@ -249,6 +254,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                     print(f"checkpoint written at step {step}; resume with the same command")
                     break
     finally:
+        engine.close()
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
         logger.close()

@@ -14,6 +14,7 @@ import torch
 
 from rlvr.algorithms import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 from rlvr.algorithms.entropy import forking_token_mask
+from rlvr.algorithms.rollout_correction import rollout_is_weights
 from rlvr.config import AlgorithmConfig, TrainerConfig
 from rlvr.trainer.batch import RolloutBatch
 from rlvr.trainer.policy import Reference, response_logprobs
@@ -40,12 +41,17 @@ def _logprobs_of(model, batch: RolloutBatch, rows_list, device, temperature, chu
 
 
 def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: AlgorithmConfig, kl_coef: float,
-            trainer: TrainerConfig, temperature: float, device):
-    """Fill batch.old_logp / batch.ref_logp where needed.
+            trainer: TrainerConfig, temperature: float, device, compare_rollout: bool = False):
+    """Fill batch.old_logp / batch.ref_logp / batch.is_weights where needed.
+
+    compare_rollout: the completions come from another engine than the policy (vLLM): recompute old_logp even
+    for a single update and report how far the engine's log-probs are from it (``rollout/*`` metrics), the
+    diagnostic of rollout correction (algorithm.rollout_is), which needs old_logp as well.
 
     Returns advantages (B, T), pg_mask (B, T) (tokens in the policy-gradient loss: the response, minus truncated
-    completions with overlong filtering, restricted to forking tokens when entropy_top_frac < 1), loss_mask
-    (B, T) (the same without the forking restriction, for KL / entropy terms) and metrics.
+    completions with overlong filtering, restricted to forking tokens when entropy_top_frac < 1, minus tokens a
+    rollout_is mask mode rejects), loss_mask (B, T) (the same without the forking and rejection restrictions,
+    for KL / entropy terms) and metrics ("adv/*", and "rollout/*" when compared).
     Deviation from "Beyond the 80/20 rule": the top-entropy tokens are chosen over the whole batch from the
     entropy of the policy that sampled (equal to the current policy on the first epoch), so that the
     token-mean denominator is known before the micro-batches run.
@@ -56,7 +62,8 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
         loss_mask &= ~batch.truncated.unsqueeze(-1)
     forking = algo.entropy_top_frac < 1.0
     several_updates = trainer.epochs * trainer.mini_batches > 1
-    if several_updates or forking or algo.kl_in == "reward":
+    correct = batch.rollout_logp is not None and (compare_rollout or algo.rollout_is != "none")
+    if several_updates or forking or algo.kl_in == "reward" or correct:
         batch.old_logp, old_entropy = _logprobs_of(model, batch, rows_all, device, temperature,
                                                    algo.logprob_chunk, forking)
     if reference is not None:
@@ -73,7 +80,14 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     pg_mask = loss_mask
     if forking:
         pg_mask = forking_token_mask(old_entropy, loss_mask, algo.entropy_top_frac)
-    metrics["tokens_in_loss_frac"] = pg_mask.sum() / batch.response_mask.sum().clamp(min=1)
+    metrics = {f"adv/{k}": v for k, v in metrics.items()}
+    if correct:  # Yao et al. 2025: weight the pg term by min(pi_old / pi_rollout, C); mask modes drop tokens
+        weights, keep, is_metrics = rollout_is_weights(batch.old_logp, batch.rollout_logp, batch.response_mask,
+                                                       algo.rollout_is, algo.rollout_is_cap)
+        metrics.update({f"rollout/{k}": v for k, v in is_metrics.items()})
+        if algo.rollout_is != "none":
+            batch.is_weights, pg_mask = weights, pg_mask & keep
+    metrics["adv/tokens_in_loss_frac"] = pg_mask.sum() / batch.response_mask.sum().clamp(min=1)
     return advantages, pg_mask, loss_mask, metrics
 
 
@@ -108,6 +122,7 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
                     logp, old, cut(advantages), cut(pg_mask), clip_low=algo.clip_low, clip_high=algo.clip_high,
                     dual_clip=algo.dual_clip, agg=algo.agg, agg_norm_len=norm_len, num_seqs=max(pg_seqs, 1),
                     num_tokens=max(pg_tokens, 1),
+                    is_weights=cut(batch.is_weights) if batch.is_weights is not None else None,
                 )
                 lmask = cut(loss_mask)
                 if batch.ref_logp is not None:

@@ -150,7 +150,7 @@ def test_sigint_writes_checkpoint_then_exits(tmp_path, tiny_model_dir, arithmeti
     assert 1 <= step < 200
 
 
-def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_model_dir, arithmetic_jsonl):
+def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_model_dir, arithmetic_jsonl, monkeypatch):
     from rlvr.algorithms import POLICY_LOSSES
 
     calls = {"n": 0}
@@ -161,10 +161,8 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_model_dir
         loss, metrics = ppo(logp, old_logp, advantages, mask, **kw)
         return (loss * float("nan") if calls["n"] > 1 else loss), metrics
 
-    if "test_nan_loss" not in POLICY_LOSSES:
-        POLICY_LOSSES.register("test_nan_loss", nan_after_first_step)
-    else:
-        POLICY_LOSSES._items["test_nan_loss"] = nan_after_first_step
+    # registered for this test only: tests that walk every registered loss must not meet it
+    monkeypatch.setitem(POLICY_LOSSES._items, "test_nan_loss", nan_after_first_step)
     cfg = config_from_dict(make_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, trainer={"steps": 6, "max_bad_steps": 2,
                                                                                     "micro_batch_size": 16},
                                     algorithm={"loss": "test_nan_loss"}))

