@@ -83,6 +83,13 @@ def test_preset_then_field_overrides():
     (["trainer.min_lr_ratio=-0.5"], "min_lr_ratio"),
     (["trainer.betas=[0.9]"], "betas"),
     (["eval.n=4"], "eval.n = 4 samples at eval.temperature 0 are greedy"),
+    (["rollout.engine=vlm"], "rollout.engine: 'vlm' is not one of hf, vllm; did you mean 'vllm'"),
+    (["rollout.engine=vllm", "rollout.vllm.sleep_mode=true", "model.device=cpu"], "sleep_mode .* GPU only"),
+    (["rollout.vllm.gpu_memory_utilization=1.5"], "gpu_memory_utilization"),
+    (["rollout.vllm.kv_cache_gb=-1"], "kv_cache_gb"),
+    (["rollout.vllm.dtype=fp8"], "rollout.vllm.dtype"),
+    (["algorithm.rollout_is=token_trunc"], "did you mean 'token_truncate'"),
+    (["algorithm.rollout_is=token_mask", "algorithm.rollout_is_cap=0.5"], "rollout_is_cap must be >= 1"),
 ])
 def test_impossible_combinations_fail_with_the_keys(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -82,3 +82,56 @@ def test_group_key_pools_baselines_across_prompts():
     examples = [Example("q", "a", metadata={"task": t}) for t in ("deduction", "abduction", "deduction")]
     assert group_ids_for(examples, 2, "").tolist() == [0, 0, 1, 1, 2, 2]
     assert group_ids_for(examples, 2, "task").tolist() == [0, 0, 1, 1, 0, 0]
+
+
+def _logp_of(model, batch) -> torch.Tensor:
+    from rlvr.trainer.update import _logprobs_of
+
+    logp, _ = _logprobs_of(model, batch, [torch.arange(len(batch))], "cpu", 1.0, 1024, False)
+    return logp
+
+
+def test_rollout_correction_weights_and_masks_the_policy_gradient(model):
+    """rollout_logp equal to the trainer's: TIS changes nothing; rollout_logp 1 nat below it on one row (rho = e >
+    C = 2): token_truncate weights that row's tokens by 2, token_mask drops them; metrics say by how much."""
+    batch = make_batch()
+    exact = _logp_of(model, batch) * batch.response_mask
+    trainer = TrainerConfig(micro_batch_size=12)
+
+    def prepared(rollout_logp, mode, compare=False):
+        b = copy.deepcopy(batch)
+        b.rollout_logp = rollout_logp
+        algo = AlgorithmConfig(rollout_is=mode, rollout_is_cap=2.0)
+        adv, pg_mask, _, metrics = prepare(model, None, b, algo, 0.0, trainer, 1.0, "cpu", compare_rollout=compare)
+        return b, pg_mask, metrics
+
+    b, _, metrics = prepared(exact, "none")
+    assert b.old_logp is None and not any(k.startswith("rollout/") for k in metrics)  # nothing asked, nothing paid
+    b, pg_mask, metrics = prepared(exact, "none", compare=True)
+    assert b.old_logp is not None and b.is_weights is None and torch.equal(pg_mask, batch.response_mask)
+    assert metrics["rollout/logprob_diff_mean"] < 1e-6 and abs(metrics["rollout/is_ratio_mean"] - 1) < 1e-6
+
+    shifted = exact.clone()
+    shifted[0] -= 1.0 * batch.response_mask[0]  # row 0: the engine gave its tokens e times less probability
+    row0 = int(batch.response_mask[0].sum())
+    b, pg_mask, metrics = prepared(shifted, "token_truncate")
+    assert torch.allclose(b.is_weights[0][batch.response_mask[0]], torch.tensor(2.0))
+    assert torch.allclose(b.is_weights[1:][batch.response_mask[1:]], torch.tensor(1.0), atol=1e-5)
+    expected = row0 / int(batch.response_mask.sum())
+    assert float(metrics["rollout/logprob_diff_mean"]) == pytest.approx(expected, abs=1e-5)
+    assert float(metrics["rollout/is_clipped_frac"]) == pytest.approx(expected, abs=1e-6)
+    b, pg_mask, _ = prepared(shifted, "token_mask")
+    assert not pg_mask[0].any() and torch.equal(pg_mask[1:], batch.response_mask[1:])
+
+    # the weights reach the gradient: TIS with exact log-probs = no correction; with row 0 shifted it differs
+    algo = AlgorithmConfig(rollout_is="token_truncate")
+    plain, _ = sgd_update(model, batch, 12, AlgorithmConfig())
+    batch_exact = copy.deepcopy(batch)
+    batch_exact.rollout_logp = exact
+    same, _ = sgd_update(model, batch_exact, 12, algo)
+    batch_shifted = copy.deepcopy(batch)
+    batch_shifted.rollout_logp = shifted
+    other, _ = sgd_update(model, batch_shifted, 12, algo)
+    for p, q, r in zip(plain.parameters(), same.parameters(), other.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert any(not torch.allclose(p, r, atol=1e-6) for p, r in zip(plain.parameters(), other.parameters()))
