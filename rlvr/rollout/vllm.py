@@ -260,9 +260,11 @@ class VLLMRolloutEngine:
         return ids if len(ids) >= 2 else ids + self.eos_ids[:1] * 2
 
     def close(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is not None:
-            engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        """Shut the engine down; after a crash it may already be dead, which must not hide the crash's error."""
+        llm, self.llm = getattr(self, "llm", None), None
+        engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        try:
             if engine_core is not None and hasattr(engine_core, "shutdown"):
                 engine_core.shutdown()
-            self.llm = None
+        except Exception as err:  # noqa: BLE001
+            log.warning("vLLM engine shutdown failed: %s", err)

@@ -177,6 +177,34 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_model_dir
     assert all(torch.equal(v, weights(run / "checkpoints" / "step_000001")[k]) for k, v in weights(good).items())
 
 
+def test_an_engine_crash_mid_run_keeps_the_checkpoints_and_the_same_command_resumes(
+        tmp_path, tiny_model_dir, arithmetic_jsonl, monkeypatch):
+    from rlvr.rollout.hf import HFRolloutEngine
+
+    cfg = config_from_dict(make_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, trainer={"steps": 4}))
+    straight = config_from_dict(make_cfg(tmp_path / "straight", tiny_model_dir, arithmetic_jsonl, trainer={"steps": 4}))
+    train(straight)
+    generate, calls = HFRolloutEngine.generate, {"n": 0}
+
+    def dies_at_step_3(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("engine core died")
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(HFRolloutEngine, "generate", dies_at_step_3)
+    with pytest.raises(RuntimeError, match="engine core died"):
+        train(cfg)
+    run = Path(cfg.output_dir)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000001", "step_000002"]
+    monkeypatch.setattr(HFRolloutEngine, "generate", generate)
+    assert train(cfg)["step"] == 4  # the same config resumes from step 2
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    final = weights(run / "checkpoints" / "step_000004")
+    assert all(torch.equal(v, final[k]) for k, v in weights(Path(straight.output_dir) / "checkpoints" /
+                                                              "step_000004").items())
+
+
 def test_lora_with_kl_uses_disabled_adapters_as_reference(tmp_path, tiny_model_dir, arithmetic_jsonl):
     cfg = config_from_dict(make_cfg(
         tmp_path, tiny_model_dir, arithmetic_jsonl, trainer={"steps": 2, "lr": 1e-2},
