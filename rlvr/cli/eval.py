@@ -162,9 +162,12 @@ def eval_command(
     from rlvr.eval.compare import compare_table  # noqa: F401  (import check before the long part)
     from rlvr.eval.results import run_eval
     from rlvr.rewards import RewardScorer
-    from rlvr.rollout.hf import HFRolloutEngine
+    from rlvr.rollout import make_engine
 
-    engine = HFRolloutEngine(policy, tokenizer, torch_device, add_special_tokens=not cfg.prompt.chat_template)
+    # rollout.engine=vllm samples with vLLM (docs/rollout.md); it gets the loaded policy's weights, checked
+    engine = make_engine(cfg, policy, tokenizer, torch_device, resolve_dtype(cfg.model.dtype, torch_device),
+                         [ex.prompt for ex in examples], max_new_tokens=max_new_tokens)
+    engine.sync_weights(policy)
     names = [c.name for c in cfg.reward.components]
     judge_key = "judge" if "judge" in names[1:] else None
     settings: dict[str, Any] = {

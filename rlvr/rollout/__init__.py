@@ -39,9 +39,10 @@ class RolloutEngine(Protocol):
         ...
 
 
-def make_engine(cfg, model, tokenizer, device, dtype: torch.dtype, prompts: list[str]) -> RolloutEngine:
+def make_engine(cfg, model, tokenizer, device, dtype: torch.dtype, prompts: list[str],
+                max_new_tokens: int = 0) -> RolloutEngine:
     """The engine named by ``cfg.rollout.engine``. With ``rollout.vllm.max_model_len`` 0, vLLM is sized for the
-    longest of ``prompts`` (in tokens) plus the most new tokens a rollout or an eval asks for."""
+    longest of ``prompts`` (in tokens) plus the most new tokens a rollout, an eval or ``max_new_tokens`` asks for."""
     from rlvr.rollout.hf import HFRolloutEngine, _eos_ids
 
     add_special_tokens = not cfg.prompt.chat_template  # a chat template already carries the BOS text
@@ -55,7 +56,7 @@ def make_engine(cfg, model, tokenizer, device, dtype: torch.dtype, prompts: list
     if not max_model_len:
         longest = max((len(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in prompts),
                       default=0)
-        max_model_len = longest + max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens or 0)
+        max_model_len = longest + max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens or 0, max_new_tokens)
     name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
     return VLLMRolloutEngine(
         model_path(cfg.model.path), tokenizer, v, dtype=name if v.dtype == "auto" else v.dtype,

@@ -115,6 +115,7 @@ class VLLMRolloutEngine:
         self.max_model_len = max_model_len
         self.tol = cfg.sync_check_tol or SYNC_TOLERANCE[dtype]
         self._probe: list[list[int]] = []  # sequences sampled last, re-scored after each sync
+        self.model = None  # the policy whose weights the engine holds (set by sync_weights; eval's forward entropy)
         self._asleep = False
         threads, set_threads = torch.get_num_threads(), torch.set_num_threads
         kwargs: dict[str, Any] = dict(
@@ -229,6 +230,7 @@ class VLLMRolloutEngine:
                 f"average over {tokens} tokens (tolerance rollout.vllm.sync_check_tol = {self.tol:g}): the engine "
                 "is not sampling from the trainer's weights (names it did not load? a stale copy?). Stopping "
                 "before training on stale rollouts; the last checkpoint is intact.")
+        self.model = model
         return {"time/weight_sync_s": seconds, "rollout/sync_logprob_diff": diff}
 
     @torch.no_grad()
