@@ -47,6 +47,20 @@ class WeightSyncError(RuntimeError):
     """The engine does not sample from the trainer's weights after a sync."""
 
 
+# vLLM log lines that say nothing about the run (matched on the unformatted message): at every weight reload
+# rotary embeddings, which have a cached cos/sin buffer and no weights, are "not loaded" (vLLM puts the buffer
+# back; a layer that really did not load is caught by the sync check); the CPU backend's advice on preloading
+# tcmalloc / iomp, and its refusal of torch.set_num_threads (rlvr restores torch's own threads).
+_QUIET = ("CPU backend doesn't allow to use `torch.set_num_threads`", "%s is not found in LD_PRELOAD")
+
+
+def _worth_showing(record: logging.LogRecord) -> bool:
+    msg = str(record.msg)
+    if msg == "%s: Failed to load weights" and record.args and str(record.args[0]).endswith("RotaryEmbedding"):
+        return False
+    return not msg.startswith(_QUIET)
+
+
 def import_vllm():
     """Import vllm with its engine core in this process (no fork of a CUDA context); a clear error without it."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -55,6 +69,10 @@ def import_vllm():
         import vllm
     except ImportError as err:
         raise ImportError(f"{INSTALL_HINT} ({err})") from None
+    for name in ("vllm.model_executor.model_loader.reload.layerwise", "vllm.v1.worker.cpu_worker"):
+        logger = logging.getLogger(name)  # the modules that log them (a logger's filter sees its own records)
+        if _worth_showing not in logger.filters:
+            logger.addFilter(_worth_showing)
     return vllm
 
 
@@ -122,7 +140,7 @@ class VLLMRolloutEngine:
             model=str(model_path), dtype=dtype, seed=cfg.seed, max_model_len=max_model_len,
             gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
             tensor_parallel_size=cfg.tensor_parallel_size, generation_config="vllm",
-            logprobs_mode="processed_logprobs", skip_tokenizer_init=True, trust_remote_code=trust_remote_code,
+            logprobs_mode="processed_logprobs", trust_remote_code=trust_remote_code,
         )
         if cfg.kv_cache_gb:
             kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gb * 2**30)
