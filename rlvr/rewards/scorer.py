@@ -1,14 +1,22 @@
-"""Score a batch of completions: built-in verifiers in a pool of worker processes, user functions in-process.
+"""Score a batch of completions: built-in verifiers AND user functions in a pool of worker processes.
 
     with RewardScorer([RewardComponentConfig("auto")], timeout_s=10, num_workers=0) as scorer:
         results = scorer.score(examples, completions, metadata_extra=[{"completion_tokens": 37}, ...])
 
-Guarantees: ``score`` never raises for a bad completion or a bad verifier; every score is a finite float.
+Guarantees: ``score`` never raises for a bad completion, a bad verifier or a bad user function; every score is
+a finite float.
     - a verifier that raises       -> 0, reason "error: <Type>: <message>"
     - an item running past timeout_s -> 0, reason "timeout after <timeout_s>s"; its worker is SIGKILLed and
       replaced, the rest of its chunk is re-queued (math-verify's C big-integer work cannot be interrupted
       any other way)
-    - a worker that dies (segfault, OOM kill) -> 0 for the item it was running, reason "error: worker died"
+    - a worker that dies (segfault, ``os._exit``, OOM kill) -> 0 for the item it was running, reason
+      "error: worker died (exit code -11, SIGSEGV)"; it is replaced and the run goes on
+User functions (``"file.py:fn"`` components, rlvr.rewards.user) are batch functions: each one's whole batch
+is ONE pool item, called in a worker that imports the file by path, under the same memory limit; its timeout
+is the component's ``params.timeout_s`` (else timeout_s) and is enforced by the same hard kill. When that call
+raises, hangs or kills its worker, every item of the batch scores 0 with the reason. A component with
+``params: {in_process: true}`` runs in the trainer process instead (a model-based reward that needs the
+trainer's GPU / objects): a thread with a timeout, no memory limit, no protection from os._exit or a segfault.
 
 The pool (``WorkerPool``) is a handful of plain ``python -c`` subprocesses talking pickles over pipes, not
 multiprocessing: no re-import of the user's ``__main__`` (no ``if __name__ == "__main__"`` guard needed), no
@@ -39,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.config import RewardComponentConfig
-from rlvr.rewards.base import VERIFIERS, call_verifier
+from rlvr.rewards.base import VERIFIERS, as_bool, call_verifier
 from rlvr.rewards.compose import Component, combine, resolve_components
 from rlvr.rewards.user import call_user_function, is_user_spec, load_user_function
 from rlvr.types import Example, RewardResult
@@ -75,6 +83,33 @@ def _import_plugins(plugins: list[tuple[str, str | None]]) -> None:
         spec.loader.exec_module(mod)
 
 
+def _user_batch(spec: str, completions: list, answers: list, metadata: list, params: dict) -> list[RewardResult]:
+    """One user batch function call inside a worker (the parent enforces the timeout with a hard kill)."""
+    try:
+        fn = load_user_function(spec)
+    except BaseException as err:  # noqa: BLE001
+        reason = f"error: cannot load {spec}: {type(err).__name__}: {err}"[:300]
+        return [RewardResult(0.0, reason=reason) for _ in completions]
+    # the thread timeout is a fallback only: the parent SIGKILLs the worker at params["timeout_s"]
+    timeout = float(params.get("timeout_s", 10.0))
+    return call_user_function(fn, params.get("prompts", [""] * len(completions)), completions, answers, metadata,
+                              2 * timeout + 5, spec)
+
+
+def _died(code: int | None) -> str:
+    """The reason of a dead worker's item, e.g. ``error: worker died (exit code -11, SIGSEGV)``."""
+    if code is None:
+        return "error: worker died"
+    if code < 0:
+        import signal
+
+        try:
+            return f"error: worker died (exit code {code}, {signal.Signals(-code).name})"
+        except ValueError:
+            pass
+    return f"error: worker died (exit code {code})"
+
+
 def worker_main() -> None:
     """Entry point of a worker process: ``python -c '...worker_main()' READ_FD WRITE_FD PROGRESS_FD MEM_MB``."""
     read_fd, write_fd, progress_fd, memory_mb = (int(a) for a in sys.argv[1:5])
@@ -104,7 +139,9 @@ def worker_main() -> None:
         results = []
         for k, (name, completion, reference, metadata, params) in enumerate(items):
             _PROGRESS.pack_into(progress, 0, float(k), time.monotonic())
-            if plugin_error and name not in VERIFIERS:
+            if is_user_spec(name):  # a whole user batch: completion, reference, metadata are lists
+                results.append(_user_batch(name, completion, reference, metadata, params))
+            elif plugin_error and name not in VERIFIERS:
                 results.append(RewardResult(0.0, reason=plugin_error))
             else:
                 results.append(call_verifier(name, completion, reference, metadata, params))
@@ -243,11 +280,20 @@ class WorkerPool:
                 if w.chunk is None:
                     continue
                 k, t0 = w.read_progress()
-                if k >= 0 and t0 > 0 and now - t0 > self.timeout_s:
-                    next_id = self._lost(w, queue, results, next_id, f"timeout after {self.timeout_s:g}s", k)
+                limit = self._limit(w, k)
+                if k >= 0 and t0 > 0 and now - t0 > limit:
+                    next_id = self._lost(w, queue, results, next_id, f"timeout after {limit:g}s", k)
                 elif w.proc.poll() is not None:
                     next_id = self._lost(w, queue, results, next_id, "error: worker died", k)
         return [r if r is not None else RewardResult(0.0, reason="error: lost result") for r in results]
+
+    def _limit(self, w: _Worker, k: int) -> float:
+        """Timeout of item ``k`` of ``w``'s chunk: a user batch carries its own (params["timeout_s"])."""
+        try:
+            name, _, _, _, params = w.chunk[1][k][1]
+        except (IndexError, TypeError, ValueError):
+            return self.timeout_s
+        return float(params.get("timeout_s", self.timeout_s)) if is_user_spec(name) else self.timeout_s
 
     def _lost(self, w: _Worker, queue: deque, results: list, next_id: int, reason: str, k: int | None = None) -> int:
         """Worker ``w`` hung or died: fail its current item, re-queue the rest of its chunk, replace it."""
@@ -262,8 +308,8 @@ class WorkerPool:
         if w.chunk is not None:
             chunk = w.chunk[1]
             k = max(k, 0)
-            if reason.startswith("error: worker died") and code is not None:
-                reason = f"error: worker died (exit code {code})"
+            if reason.startswith("error: worker died"):
+                reason = _died(code)
             results[chunk[k][0]] = RewardResult(0.0, reason=reason)
             if chunk[k + 1 :]:
                 queue.appendleft((next_id, chunk[k + 1 :]))
@@ -283,6 +329,12 @@ class WorkerPool:
 # the scorer
 
 
+def _absolute_spec(spec: str) -> str:
+    """``"rel/file.py:fn"`` -> ``"/abs/rel/file.py:fn"`` (a worker imports the file by path)."""
+    path, _, fn = spec.rpartition(":")
+    return f"{Path(path).expanduser().resolve()}:{fn}"
+
+
 _LIVE: "weakref.WeakSet[RewardScorer]" = weakref.WeakSet()
 
 
@@ -297,7 +349,7 @@ class RewardScorer:
 
     components:  RewardComponentConfig list (name "auto" | registered verifier | "file.py:function", weight, params)
     timeout_s:   per item for verifiers; per batch call for user functions (a user component may override it
-                 with ``params: {timeout_s: ...}``)
+                 with ``params: {timeout_s: ...}``; ``params: {in_process: true}`` runs it in this process)
     num_workers: verifier processes; 0 = os.cpu_count()
     memory_limit_mb: RLIMIT_AS of each worker (0 = none)
     """
@@ -345,12 +397,21 @@ class RewardScorer:
                 else:
                     pool_items.append((name, completions[i], ex.answer, metadata[i], comp.params))
                     pool_slots.append((k, i))
-        # 2) user functions (main process, whole batch), then the pool
-        plugins = self._plugins({item[0] for item in pool_items})
+        # 2) user functions: a whole batch per call, in a worker (one pool item) unless in_process: true
+        plugins = self._plugins({item[0] for item in pool_items if not is_user_spec(item[0])})
+        batch_slots: list[tuple[int, list[int]]] = []
         for (k, name), idx in user_calls.items():
             comp = self.components[k]
-            fn = comp.fn if comp.kind == "user" else self._user_fn(name)
             timeout = float(comp.params.get("timeout_s", self.timeout_s)) if comp.kind == "user" else self.timeout_s
+            if not (comp.kind == "user" and as_bool(comp.params.get("in_process", False))):
+                spec = _absolute_spec(name)
+                pool_items.append((spec, [completions[i] for i in idx], [examples[i].answer for i in idx],
+                                   [metadata[i] for i in idx],
+                                   {"timeout_s": timeout,
+                                    "prompts": [examples[i].prompt or examples[i].question for i in idx]}))
+                batch_slots.append((k, idx))
+                continue
+            fn = comp.fn if comp.kind == "user" else self._user_fn(name)
             if fn is None:
                 out = [RewardResult(0.0, reason=f"error: cannot load {name}")] * len(idx)
             else:
@@ -359,8 +420,15 @@ class RewardScorer:
                     [examples[i].answer for i in idx], [metadata[i] for i in idx], timeout, name)
             for i, res in zip(idx, out):
                 per_component[k][i] = res
-        for (k, i), res in zip(pool_slots, self.pool.run(pool_items, plugins)):
+        pooled = self.pool.run(pool_items, plugins)
+        for (k, i), res in zip(pool_slots, pooled):
             per_component[k][i] = res
+        for (k, idx), out in zip(batch_slots, pooled[len(pool_slots):]):
+            if isinstance(out, RewardResult):  # the batch call timed out or its worker died
+                log.warning("user reward %s: %s; every item of the batch scores 0", self.components[k].name, out.reason)
+                out = [RewardResult(0.0, reason=out.reason) for _ in idx]
+            for i, res in zip(idx, out):
+                per_component[k][i] = res
         return combine(self.components, per_component)  # type: ignore[arg-type]
 
     def close(self) -> None:

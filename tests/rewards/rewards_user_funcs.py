@@ -45,3 +45,32 @@ def non_finite(prompts, completions, answers, metadata):
 
 def not_a_list(prompts, completions, answers, metadata):
     return 1.0
+
+
+def digits(prompts, completions, answers, metadata):
+    """Share of digit characters (a cheap, deterministic reward for timing and worker tests)."""
+    return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
+
+
+def exits(prompts, completions, answers, metadata):
+    import os
+
+    os._exit(7)
+
+
+def segfaults(prompts, completions, answers, metadata):
+    import ctypes
+
+    return [float(len(ctypes.string_at(0)))]
+
+
+def allocates_10gib(prompts, completions, answers, metadata):
+    block = bytearray(10 * 1024**3)
+    return [float(len(block) > 0)] * len(completions)
+
+
+def pid(prompts, completions, answers, metadata):
+    """The process id, to tell in-process from worker calls."""
+    import os
+
+    return [{"score": 1.0, "reason": str(os.getpid())} for _ in completions]

@@ -136,3 +136,46 @@ def test_math_power_tower_is_killed():
     with RewardScorer([C("math")], timeout_s=1.5, num_workers=1) as s:
         out = s.score([ex("1"), ex("1")], [r"\boxed{9^{9^{9^{9}}}}", "<answer>1</answer>"])
     assert [(r.score, r.reason) for r in out] == [(0.0, "timeout after 1.5s"), (1.0, "correct")]
+
+
+@pytest.mark.parametrize("fn, reason", [("exits", "error: worker died (exit code 7)"),
+                                        ("segfaults", "error: worker died (exit code -11, SIGSEGV)")])
+def test_user_function_that_kills_its_process_scores_zero_and_the_run_goes_on(fn, reason):
+    # os._exit() / a segfault inside a user reward used to take the trainer down with it: now only a worker dies
+    with RewardScorer([C(f"{USER}:{fn}"), C("_test_echo", 1.0, {"value": 0.5})], timeout_s=5, num_workers=1) as s:
+        out = s.score([ex("1")] * 3, ["a", "b", "c"])
+        assert s.pool.restarts == 1
+        again = s.score([ex("1")], ["x"])  # the replacement worker scores the next batch
+    assert [r.score for r in out] == [0.5] * 3  # 0 for the user component, the verifier still counts
+    assert {r.details["reasons"][f"{USER}:{fn}"] for r in out} == {reason}
+    assert again[0].details["reasons"]["_test_echo"] == "tokens=None"
+
+
+def test_user_function_memory_limit_applies():
+    with RewardScorer([C(f"{USER}:allocates_10gib")], timeout_s=20, num_workers=1, memory_limit_mb=1024) as s:
+        out = s.score([ex("1")] * 2, ["a", "b"])
+    assert [r.score for r in out] == [0.0, 0.0]
+    assert out[0].reason.startswith("error: MemoryError")
+
+
+def test_user_function_runs_in_a_worker_unless_in_process():
+    import os
+
+    comps = [C(f"{USER}:pid"), C(f"{USER}:pid", params={"in_process": True})]
+    with RewardScorer(comps, timeout_s=5, num_workers=1) as s:
+        out = s.score([ex("1")] * 2, ["a", "b"])
+        worker_pid = str(s.pool.workers[0].proc.pid)
+    reasons = out[0].details["reasons"]
+    assert reasons[f"{USER}:pid"] == worker_pid != str(os.getpid())
+    assert reasons[f"{USER}:pid#2"] == str(os.getpid())
+
+
+def test_user_function_hang_in_worker_is_killed_at_its_timeout():
+    with RewardScorer([C(f"{USER}:sync_hang", params={"timeout_s": 0.5}), C(f"{USER}:contains_answer")],
+                      timeout_s=5, num_workers=1) as s:
+        t0 = time.monotonic()
+        out = s.score([ex("1"), ex("2")], ["1", "x"])
+        assert time.monotonic() - t0 < 5
+        assert s.pool.restarts == 1
+    assert [r.details["reasons"][f"{USER}:sync_hang"] for r in out] == ["timeout after 0.5s"] * 2
+    assert [r.components[f"{USER}:contains_answer"] for r in out] == [1.0, 0.0]
