@@ -26,6 +26,32 @@ class ConfigError(ValueError):
     """A configuration problem, raised before any model or data is loaded."""
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping holding the same key twice (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue  # SafeLoader reports unhashable keys itself
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise _DuplicateKey(f"duplicate key {key!r} on line {seen[key]} and line {line} (the second "
+                                        "would silently replace the first): merge the two into one")
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 @dataclass
 class LoraConfig:
     enabled: bool = False
@@ -55,6 +81,7 @@ class DataConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # reasoning_gym dataset kwargs
     seed: int = 0
     on_bad_row: str = "skip"  # skip | fail
+    max_prompt_tokens: int = 0  # longer prompts are skipped; 0 = the model's max_position_embeddings - rollout.max_new_tokens
     shuffle: bool = True
     eval_source: str = ""  # held-out set for eval during training (same fields as source)
     eval_size: int = 256  # items generated for a reasoning_gym eval source / cap for file sources
@@ -307,7 +334,12 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         key = key.strip().lstrip("-")
         if not key:
             raise ConfigError(f"override {item!r} has no key")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"override {item!r}: the value {raw!r} is not valid YAML ({problem}); quote it "
+                              f"to pass a string, e.g. {key}='\"{raw}\"'") from None
         parsed.append((key, value))
     return parsed
 
@@ -354,12 +386,24 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     tree: Any = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config {p} is a directory, not a YAML file")
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            tree = yaml.safe_load(p.read_text()) or {}
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+        except OSError as err:
+            raise ConfigError(f"config {p} cannot be read: {err.strerror or err}") from None
+        try:
+            tree = yaml.load(text, Loader=UniqueKeyLoader)
+        except _DuplicateKey as err:
+            raise ConfigError(f"{p}: {err}") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML: {err}") from None
+            raise ConfigError(f"{p}: not valid YAML: {' '.join(str(err).split())}") from None
+        if tree is None:
+            raise ConfigError(f"config {p} is empty (no settings): give at least model.path and data.source")
         if not isinstance(tree, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
     return config_from_dict(tree, overrides)
@@ -456,12 +500,13 @@ def validate(cfg: RunConfig) -> None:
         "algorithm.max_sample_batches": a.max_sample_batches,
         "algorithm.logprob_chunk": a.logprob_chunk,
         "reward.timeout_s": cfg.reward.timeout_s,
+        "trainer.lr": t.lr,  # 0 trains without changing a weight
     }
     for key, value in positive.items():
         if value <= 0:
-            raise ConfigError(f"{key} must be > 0, got {value}")
+            raise ConfigError(f"{key} must be > 0, got {value}" + (" (the updates would not change a weight)"
+                                                                    if key == "trainer.lr" else ""))
     nonneg = {
-        "trainer.lr": t.lr,
         "trainer.warmup_steps": t.warmup_steps,
         "trainer.max_grad_norm": t.max_grad_norm,
         "algorithm.kl_coef": a.kl_coef,
@@ -528,7 +573,18 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"trainer.warmup_steps = {t.warmup_steps} is longer than trainer.steps = {t.steps}")
     if not cfg.reward.components:
         raise ConfigError("reward.components is empty: at least one reward is needed")
+    if all(c.weight == 0 for c in cfg.reward.components) and a.kl_coef == 0 and a.entropy_coef == 0:
+        raise ConfigError("reward.components: every weight is 0, so every reward and advantage is 0 and no update "
+                          "changes a weight; give a component a non-zero weight")
+    if cfg.model.lora.enabled and (cfg.model.lora.r <= 0 or cfg.model.lora.alpha <= 0):
+        raise ConfigError(f"model.lora.r and model.lora.alpha must be > 0 (alpha 0 scales the adapters to nothing "
+                          f"and no update changes the model), got r={cfg.model.lora.r}, alpha={cfg.model.lora.alpha}")
+    if cfg.data.max_prompt_tokens < 0:
+        raise ConfigError(f"data.max_prompt_tokens must be >= 0 (0 = the model's context minus "
+                          f"rollout.max_new_tokens), got {cfg.data.max_prompt_tokens}")
     from rlvr.rewards import VERIFIERS
+
+    _registered("data.verifier", cfg.data.verifier, VERIFIERS)
 
     for i, comp in enumerate(cfg.reward.components):
         key = f"reward.components[{i}].name"
@@ -538,5 +594,33 @@ def validate(cfg: RunConfig) -> None:
                 raise ConfigError(f"{key}: reward file {path!r} not found")
             if not function.isidentifier():
                 raise ConfigError(f"{key}: {function!r} is not a function name")
+            _check_user_reward(key, path, function)
         elif comp.name != "auto":
             _registered(key, comp.name, VERIFIERS)
+
+
+def _check_user_reward(key: str, path: str, function: str) -> None:
+    """Import a ``file.py:function`` reward now (before any model loads): a one-line ConfigError when the file
+    does not import or has no such function."""
+    from rlvr.rewards.user import load_module_from_file
+
+    try:
+        module = load_module_from_file(path)
+    except SyntaxError as err:
+        raise ConfigError(f"{key}: importing {path} failed: SyntaxError: {err.msg} (line {err.lineno})") from None
+    except BaseException as err:  # noqa: BLE001 - ImportError, a raise at import time, even SystemExit
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        line = ""
+        tb = err.__traceback__
+        while tb is not None:  # the deepest frame inside the reward file
+            if Path(tb.tb_frame.f_code.co_filename).resolve() == Path(path).expanduser().resolve():
+                line = f" (line {tb.tb_lineno})"
+            tb = tb.tb_next
+        msg = str(err).splitlines()[0] if str(err) else ""
+        raise ConfigError(f"{key}: importing {path} failed: {type(err).__name__}: {msg}{line}"[:400]) from None
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        names = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
+                 and getattr(v, "__module__", None) == module.__name__]
+        raise ConfigError(f"{key}: {path} has no function {function!r} (functions: {', '.join(names) or 'none'})")

@@ -64,7 +64,7 @@ def test_preset_then_field_overrides():
     (["trainer.mini_batches=3"], "must divide"),
     (["algorithm.kl_in=reward"], "kl_coef > 0"),
     (["algorithm.ref_reset_every=10"], "kl_coef = 0 never loads"),
-    (["trainer.lr=-1"], "trainer.lr must be >= 0"),
+    (["trainer.lr=-1"], "trainer.lr must be > 0"),
     (["rollout.top_p=1.5"], "top_p"),
     (["algorithm.dual_clip=0.5"], "dual_clip"),
     (["model.dtype=fp8"], "model.dtype"),

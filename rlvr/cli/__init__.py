@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from rlvr.config import ConfigError, load_config, to_yaml
@@ -19,12 +20,17 @@ app.add_typer(config_app, name="config")
 console = Console()
 
 
+def _fail(prefix: str, err: BaseException, code: int = 2) -> typer.Exit:
+    """Print ``prefix: message`` on ONE line whatever the terminal (no hard wrap in CI logs or ``| tee``)."""
+    console.print(f"[bold red]{prefix}:[/] {escape(' '.join(str(err).split()))}", soft_wrap=True)
+    return typer.Exit(code=code)
+
+
 def _load(path: Optional[str], overrides: list[str]):
     try:
         return load_config(path, overrides)
     except ConfigError as err:
-        console.print(f"[bold red]config error:[/] {err}")
-        raise typer.Exit(code=2) from None
+        raise _fail("config error", err) from None
 
 
 @app.command()
@@ -42,11 +48,9 @@ def train(
     try:
         result = run_training(cfg)
     except (ConfigError, DataError, FileNotFoundError, FileExistsError) as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(code=2) from None
+        raise _fail("error", err) from None
     except TrainingDiverged as err:
-        console.print(f"[bold red]training stopped:[/] {err}")
-        raise typer.Exit(code=3) from None
+        raise _fail("training stopped", err, code=3) from None
     if "reward/mean" in result:
         console.print(f"done: step {result['step']}, reward {result['reward/mean']:.3f}, outputs in {cfg.output_dir}")
 

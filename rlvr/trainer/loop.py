@@ -139,8 +139,7 @@ def completion_rows(step, examples, groups, results) -> list[dict[str, Any]]:
 
 def train(cfg: RunConfig) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the last step's metrics."""
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.output_dir)  # created once the data and tokenizer checks have passed (nothing written before)
     t, a = cfg.trainer, cfg.algorithm
     transformers_logging.disable_progress_bar()
     if t.deterministic:
@@ -150,6 +149,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     examples, held_out = load_data(cfg)
     tokenizer = load_tokenizer(cfg.model)
     render_prompts(cfg, tokenizer, examples, held_out)
+    out.mkdir(parents=True, exist_ok=True)
     model = load_policy(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
     reference = make_reference(model, cfg.model.lora.enabled) if a.kl_coef > 0 else None
     engine = make_engine(cfg, model, tokenizer, device, resolve_dtype(cfg.model.dtype, device),
