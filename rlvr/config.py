@@ -378,7 +378,27 @@ def config_from_dict(tree: dict[str, Any], overrides: list[str] | None = None) -
     _apply_preset(tree)
     cfg = _build(RunConfig, tree)
     validate(cfg)
+    default_answer_format(cfg)
     return cfg
+
+
+ANSWER_FORMAT_VERIFIERS = ("math", "mcqa")  # the verifiers with an ``answer_format`` param
+
+
+def prompt_asks_for_tag(prompt: PromptConfig) -> bool:
+    """The documented rule: system_prompt "r1", or "<answer>" in the template or the system prompt."""
+    return prompt.system_prompt == "r1" or "<answer>" in prompt.template or "<answer>" in prompt.system_prompt
+
+
+def default_answer_format(cfg: RunConfig) -> None:
+    """When the prompt asks for an <answer> tag, the math / mcqa / auto components without an ``answer_format``
+    param get ``tag_or_boxed`` (a completion with neither span scores 0, "no answer span"); otherwise they keep
+    the verifiers' default ``any``. Written into the params, so the saved config shows it."""
+    if not prompt_asks_for_tag(cfg.prompt):
+        return
+    for comp in cfg.reward.components:
+        if comp.name in ANSWER_FORMAT_VERIFIERS + ("auto",) and "answer_format" not in (comp.params or {}):
+            comp.params = {**(comp.params or {}), "answer_format": "tag_or_boxed"}
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
@@ -595,8 +615,17 @@ def validate(cfg: RunConfig) -> None:
             if not function.isidentifier():
                 raise ConfigError(f"{key}: {function!r} is not a function name")
             _check_user_reward(key, path, function)
+            if "in_process" in (comp.params or {}) and not isinstance(comp.params["in_process"], bool):
+                raise ConfigError(f"reward.components[{i}].params.in_process: expected true or false, "
+                                  f"got {comp.params['in_process']!r}")
         elif comp.name != "auto":
             _registered(key, comp.name, VERIFIERS)
+        fmt = (comp.params or {}).get("answer_format")
+        if fmt is not None:
+            _choice(f"reward.components[{i}].params.answer_format", fmt, ["any", "tag", "boxed", "tag_or_boxed"])
+            if comp.name not in ANSWER_FORMAT_VERIFIERS + ("auto",):
+                raise ConfigError(f"reward.components[{i}].params.answer_format: only the math and mcqa verifiers "
+                                  f"(or auto) read it, not {comp.name!r}")
 
 
 def _check_user_reward(key: str, path: str, function: str) -> None:

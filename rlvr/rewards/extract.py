@@ -113,6 +113,26 @@ def extract_explicit(text: str) -> tuple[str | None, str]:
     return None, "auto"
 
 
+ANSWER_FORMATS = ("any", "tag", "boxed", "tag_or_boxed")
+NO_ANSWER_SPAN = "no answer span"
+
+
+def answer_span(text: str, answer_format: str) -> str | None:
+    """The span an ``answer_format`` accepts (the ``math`` / ``mcqa`` verifier param), None when there is none:
+    tag = the last ``<answer>`` tag, boxed = the last ``\\boxed{}``, tag_or_boxed = the tag, else the box.
+    ``any`` is not a span (the verifier's own ``extract`` order, math-verify on the whole text) and raises."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    if answer_format == "tag":
+        return answer_tag(text)
+    if answer_format == "boxed":
+        return boxed(text)
+    if answer_format == "tag_or_boxed":
+        found = answer_tag(text)
+        return found if found is not None else boxed(text)
+    raise ValueError(f"unknown answer_format {answer_format!r}; choices: {', '.join(ANSWER_FORMATS)}")
+
+
 def not_found_reason(mode: str) -> str:
     if mode == "auto":
         return "no answer found (no <answer> tag, \\boxed{}, 'the answer is' or number)"

@@ -51,7 +51,7 @@ from typing import Any
 
 from rlvr.rewards.base import VERIFIERS, as_bool, result
 from rlvr.rewards.extract import extract as extract_answer  # `extract` is also the param name
-from rlvr.rewards.extract import extract_explicit, normalize_text, not_found_reason, strip_latex
+from rlvr.rewards.extract import NO_ANSWER_SPAN, answer_span, extract_explicit, normalize_text, not_found_reason, strip_latex
 from rlvr.types import RewardResult
 
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?")
@@ -262,15 +262,24 @@ _NOTHING_FOUND = "no answer found (no <answer> tag, \\boxed{}, 'the answer is', 
 
 @VERIFIERS.register("math")
 def math(completion: str, reference: Any, metadata: dict, extract: str = "auto", mv_timeout: int = 5,
-         fast_path: bool = True, **_: Any) -> RewardResult:
-    """Math answer equivalence (explicit markers, else math-verify on the whole text; number fast path); 1 or 0."""
+         fast_path: bool = True, answer_format: str = "any", **_: Any) -> RewardResult:
+    """Math answer equivalence (explicit markers, else math-verify on the whole text; number fast path); 1 or 0.
+
+    answer_format: any (the ``extract`` order above) | tag | boxed | tag_or_boxed: only that span is read, and a
+    completion without it scores 0, reason "no answer span", ``details["no_answer_span"]`` True."""
     if not isinstance(completion, str):
         completion = "" if completion is None else str(completion)
     refs = [str(r).strip() for r in (reference if isinstance(reference, (list, tuple)) else [reference])
             if r is not None and str(r).strip()]
     timeout = int(mv_timeout) if mv_timeout else None
     fast = as_bool(fast_path)
-    if extract == "auto":
+    answer_format = str(answer_format or "any")
+    if answer_format != "any":
+        cand, how = answer_span(completion, answer_format), answer_format
+        if cand is None:
+            return RewardResult(0.0, reason=NO_ANSWER_SPAN, extracted=None, details={"no_answer_span": True})
+        extract = answer_format  # not "auto": no whole-completion retry below
+    elif extract == "auto":
         cand, how = extract_explicit(completion)
     else:
         cand, how = extract_answer(completion, extract)

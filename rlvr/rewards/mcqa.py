@@ -22,7 +22,7 @@ import re
 from typing import Any
 
 from rlvr.rewards.base import VERIFIERS, result
-from rlvr.rewards.extract import answer_is, answer_tag, boxed, normalize_text
+from rlvr.rewards.extract import NO_ANSWER_SPAN, answer_is, answer_span, answer_tag, boxed, normalize_text
 from rlvr.types import RewardResult
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -107,13 +107,20 @@ def letters_named(text: str, options: dict[str, str]) -> list[str]:
 
 
 @VERIFIERS.register("mcqa")
-def mcqa(completion: str, reference: Any, metadata: dict, extract: str = "auto", **_: Any) -> RewardResult:
+def mcqa(completion: str, reference: Any, metadata: dict, extract: str = "auto", answer_format: str = "any",
+         **_: Any) -> RewardResult:
     """Multiple choice: the option letter (or the option's text) must match; two options named scores 0."""
     options = options_of(metadata)
     gold = gold_letter(reference, options)
     if gold is None:
         return RewardResult(0.0, reason=f"error: reference {reference!r} is not an option letter or option text")
-    region = answer_region(completion, extract)
+    answer_format = str(answer_format or "any")
+    if answer_format != "any":  # tag | boxed | tag_or_boxed: only that span, else 0 "no answer span"
+        region = answer_span(completion if isinstance(completion, str) else str(completion or ""), answer_format)
+        if region is None:
+            return RewardResult(0.0, reason=NO_ANSWER_SPAN, extracted=None, details={"no_answer_span": True})
+    else:
+        region = answer_region(completion, extract)
     if region is None or not region.strip():
         return RewardResult(0.0, reason="no answer found", extracted=None)
     named = letters_named(region, options)

@@ -56,6 +56,7 @@ log = logging.getLogger("rlvr.rewards")
 
 _PROGRESS = struct.Struct("dd")  # (index in chunk being scored or -1, time.monotonic() when it started)
 _BUILTIN_PREFIX = "rlvr."
+_ANSWER_FORMAT_VERIFIERS = ("math", "mcqa")  # = rlvr.config.ANSWER_FORMAT_VERIFIERS
 Item = tuple  # (verifier name, completion, reference, metadata, params)
 
 
@@ -395,7 +396,10 @@ class RewardScorer:
                 elif name not in VERIFIERS:
                     per_component[k][i] = call_verifier(name, "", None, {}, {})  # the "unknown verifier" reason
                 else:
-                    pool_items.append((name, completions[i], ex.answer, metadata[i], comp.params))
+                    params = comp.params
+                    if comp.kind == "auto" and "answer_format" in params and name not in _ANSWER_FORMAT_VERIFIERS:
+                        params = {k: v for k, v in params.items() if k != "answer_format"}  # math / mcqa only
+                    pool_items.append((name, completions[i], ex.answer, metadata[i], params))
                     pool_slots.append((k, i))
         # 2) user functions: a whole batch per call, in a worker (one pool item) unless in_process: true
         plugins = self._plugins({item[0] for item in pool_items if not is_user_spec(item[0])})

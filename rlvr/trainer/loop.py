@@ -123,6 +123,9 @@ def reward_metrics(cfg: RunConfig, batch, groups, results) -> dict[str, float]:
         "completions/mean_length": float(lengths.mean()),
         "completions/max_length": float(lengths.max()),
         "completions/clipped_ratio": float(batch.truncated.float().mean()),
+        # share with no <answer>/\boxed{} span under answer_format tag | boxed | tag_or_boxed (first component)
+        "reward/no_answer_frac": float(np.mean([bool((x.details or {}).get("no_answer_span")) for x in results]))
+        if results else 0.0,
     }
     names = {name for x in results for name in x.components}
     for name in sorted(names):
