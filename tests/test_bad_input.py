@@ -78,12 +78,12 @@ def test_empty_config_and_directory_are_named_and_nothing_is_written(tmp_path, m
     assert not (tmp_path / "runs").exists()
 
 
-def test_bad_data_writes_no_output_dir(tmp_path):
+def test_bad_data_writes_no_output_dir(tmp_path, tiny_model_dir):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"question": "1+1"}) + "\n")
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"model": {"path": str(tmp_path / "no-model")}, "data": {"source": str(data)},
+    path.write_text(yaml.safe_dump({"model": {"path": str(tiny_model_dir)}, "data": {"source": str(data)},
                                     "output_dir": str(tmp_path / "run")}))
     result = runner.invoke(app, ["train", str(path)])
-    assert result.exit_code == 2 and "no usable rows" in result.output
+    assert result.exit_code == 2 and "no usable rows" in result.output, result.output
     assert not (tmp_path / "run").exists()

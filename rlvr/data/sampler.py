@@ -19,7 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from rlvr.data.sources import DataError
 from rlvr.types import Example
+
+RESUME_ADVICE = ("To resume, restore the data file the checkpoint was trained on; to train on the new data, start "
+                 "a fresh run with another output_dir (or load the checkpoint's weights as model.path)")
 
 
 def fingerprint(examples: list[Example]) -> str:
@@ -95,20 +99,20 @@ class PromptSampler:
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Continue from ``state``: the saved seed and shuffle are adopted, the position restored.
 
-        strict: raise when the examples differ from those the state was saved with (count or content); with
+        strict: raise DataError (a ValueError) when the examples differ from those the state was saved with (count or content); with
         strict=False a content change is accepted (same count) and a position past the end starts the next epoch.
         """
         n = len(self.examples)
         if state["num_examples"] != n:
             if strict:
-                raise ValueError(
+                raise DataError(
                     f"sampler state was saved for {state['num_examples']} examples but the data now has {n}; "
-                    "the data position cannot be restored (the data changed since the checkpoint)"
+                    f"the data position cannot be restored (the data changed since the checkpoint). {RESUME_ADVICE}"
                 )
         elif strict and state.get("fingerprint") not in (None, self._fingerprint):
-            raise ValueError(
+            raise DataError(
                 "sampler state was saved for different examples (same count, other content); "
-                "the data changed since the checkpoint; pass strict=False to continue anyway"
+                f"the data changed since the checkpoint. {RESUME_ADVICE}"
             )
         self.seed = int(state["seed"])
         self.shuffle = bool(state["shuffle"])

@@ -36,6 +36,7 @@ SOURCES = Registry("data source")
 SUFFIXES = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 RG_PREFIX = "reasoning_gym:"
 MAX_LISTED = 5  # bad rows named in summaries and errors
+DUPLICATE_WARN_FRACTION = 0.1  # warn when more than this share of the examples repeat an earlier row exactly
 
 
 class DataError(ValueError):
@@ -131,8 +132,15 @@ def _lazy_import(module: str, what: str) -> Any:
 @SOURCES.register("jsonl")
 def read_jsonl(location: str, cfg: DataConfig, eval: bool) -> Iterator[tuple[int, Any]]:
     """JSON Lines: one JSON object per line; blank lines are ignored; line numbers are 1-based."""
-    with open(location, encoding="utf-8-sig") as f:
-        for line_no, text in enumerate(f, start=1):
+    with open(location, "rb") as f:  # bytes, so one non-UTF-8 line is a bad row, not a UnicodeDecodeError
+        for line_no, raw in enumerate(f, start=1):
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # UTF-8 byte-order mark
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield line_no, _Unreadable(f"not UTF-8 text: byte {raw[err.start]:#04x} at column {err.start + 1}")
+                continue
             if not text.strip():
                 continue
             try:
@@ -149,6 +157,8 @@ def read_json(location: str, cfg: DataConfig, eval: bool) -> Iterator[tuple[int,
             data = json.load(f)
     except json.JSONDecodeError as err:
         raise DataError(f"{location}: not valid JSON: {err}") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{location}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -170,7 +180,10 @@ def read_csv(location: str, cfg: DataConfig, eval: bool) -> Iterator[tuple[int, 
     "line" = 1-based record number (the file line is one more, for the header, unless a cell spans lines).
     """
     pd = _lazy_import("pandas", "csv files")
-    frame = pd.read_csv(location, dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(location, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{location}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     for i, row in enumerate(frame.to_dict(orient="records"), start=1):
         yield i, {k: (None if v == "" else v) for k, v in row.items()}
 
@@ -324,17 +337,35 @@ def load_examples(cfg: DataConfig, *, eval: bool = False) -> DataReport:
         raise DataError("data.eval_source is empty: set it to evaluate on held-out data")
     kind, location = resolve_source(source)
     default_verifier = "reasoning_gym" if kind == "reasoning_gym" else cfg.verifier
+    from rlvr.rewards import VERIFIERS
+
     examples, bad_rows, total = [], [], 0
+    first_line: dict[tuple[str, str], int] = {}  # (question, answer) -> line of its first row
+    duplicates: list[tuple[int, int]] = []  # (line, line of the row it repeats)
     for line, row in SOURCES.get(kind)(location, cfg, eval):
         result = row_to_example(
             row, cfg, source=source, index=total, default_verifier=default_verifier, answer_required=kind != "reasoning_gym"
         )
         total += 1
+        if not isinstance(result, str) and result.verifier not in VERIFIERS:
+            hint = closest(result.verifier, VERIFIERS.names())
+            result = f"unknown verifier {result.verifier!r}" + (f"; did you mean {hint!r}?" if hint else "")
         if isinstance(result, str):
             bad_rows.append(BadRow(line, result))
         else:
             examples.append(result)
+            key = (result.question, json.dumps(result.answer, sort_keys=True, default=str))
+            if key in first_line:
+                duplicates.append((line, first_line[key]))
+            else:
+                first_line[key] = line
     report = DataReport(examples, bad_rows, total, source)
+    if examples and len(duplicates) > DUPLICATE_WARN_FRACTION * len(examples):
+        line, earlier = duplicates[0]
+        report.notes.append(
+            f"{len(duplicates)} of {len(examples)} examples ({len(duplicates) / len(examples):.0%}) repeat an earlier "
+            f"row exactly (same question and answer; e.g. line {line} = line {earlier}): each is sampled as often "
+            "as it appears; deduplicate the file if that is not intended")
     if not examples:
         raise DataError(f"{source}: no usable rows ({total} read); {_list_bad_rows(bad_rows) or 'the source is empty'}")
     if bad_rows and cfg.on_bad_row == "fail":

@@ -29,6 +29,7 @@ from rlvr.algorithms.filters import all_equal_groups, zero_variance_groups
 from rlvr.algorithms.kl import adaptive_kl_coef
 from rlvr.config import RunConfig, to_dict
 from rlvr.data import PromptSampler, check_template, load_examples, render_prompt
+from rlvr.data.checks import drop_long_prompts
 from rlvr.logging import MetricsLogger
 from rlvr.rewards import RewardScorer
 from rlvr.rollout import make_engine
@@ -58,7 +59,7 @@ def seed_step(seed: int, step: int) -> torch.Generator:
 def load_data(cfg: RunConfig) -> tuple[list, list]:
     """Training (and held-out) examples; bad rows reported once. Runs before any model or tokenizer loads."""
     report = load_examples(cfg.data)
-    if report.bad_rows:
+    if report.bad_rows or report.notes:  # skipped rows, duplicate rows
         log.warning(report.summary())
     held_out = load_examples(cfg.data, eval=True).examples if cfg.data.eval_source else []
     check_template(cfg.prompt, report.examples + held_out)
@@ -152,6 +153,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     examples, held_out = load_data(cfg)
     tokenizer = load_tokenizer(cfg.model)
     render_prompts(cfg, tokenizer, examples, held_out)
+    examples, held_out = drop_long_prompts(cfg, tokenizer, examples, held_out)  # skipped before the model loads
     out.mkdir(parents=True, exist_ok=True)
     model = load_policy(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
     reference = make_reference(model, cfg.model.lora.enabled) if a.kl_coef > 0 else None
