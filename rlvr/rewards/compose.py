@@ -6,7 +6,8 @@
 A component name is one of
     "auto"                   each example's own verifier (``Example.verifier``)
     a registered verifier    "math", "mcqa", "think_format" ... (runs in the scorer's worker processes)
-    "path/to/file.py:fn"     a user batch function (rlvr.rewards.user; runs in the main process)
+    "path/to/file.py:fn"     a user batch function (rlvr.rewards.user; runs in a worker process too, or in the
+                             main process with ``params: {in_process: true}``)
 
 Combined result of one completion: ``score = sum_k weight_k * score_k``; ``components[display_name_k] = score_k``
 (unweighted); reason, extracted and details come from the FIRST component, and ``details["reasons"]`` holds

@@ -1,6 +1,7 @@
 """User reward functions loaded from a file: component name ``"path/to/file.py:function"``.
 
-The ONE signature (sync or ``async def``), called once per batch in the main process:
+The ONE signature (sync or ``async def``), called once per batch, in a reward worker process (the scorer, see
+rlvr.rewards.scorer; ``params: {in_process: true}`` calls it in the trainer process instead):
 
     def my_reward(prompts: list[str], completions: list[str], answers: list, metadata: list[dict]
                   ) -> list[float | dict | None]:
