@@ -33,7 +33,7 @@ from rlvr.data.checks import drop_long_prompts
 from rlvr.logging import MetricsLogger
 from rlvr.rewards import RewardScorer
 from rlvr.rollout import make_engine
-from rlvr.trainer import state as ckpt
+from rlvr.trainer import guard, state as ckpt
 from rlvr.trainer.batch import build_batch
 from rlvr.trainer.optim import make_optimizer
 from rlvr.trainer.policy import load_policy, load_tokenizer, make_reference, resolve_device, resolve_dtype
@@ -141,6 +141,7 @@ def completion_rows(step, examples, groups, results) -> list[dict[str, Any]]:
              "finish_reason": c.finish_reason, "tokens": len(c.token_ids)} for (ex, c), x in zip(flat, results)]
 
 
+@guard.guarded  # model folder and output folders checked first; the output lock released on exit
 def train(cfg: RunConfig) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the last step's metrics."""
     out = Path(cfg.output_dir)  # created once the data and tokenizer checks have passed (nothing written before)
@@ -154,7 +155,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     tokenizer = load_tokenizer(cfg.model)
     render_prompts(cfg, tokenizer, examples, held_out)
     examples, held_out = drop_long_prompts(cfg, tokenizer, examples, held_out)  # skipped before the model loads
-    out.mkdir(parents=True, exist_ok=True)
+    guard.claim_output(out)  # mkdir, lock output_dir (one run at a time), remove stale *.tmp checkpoints
     model = load_policy(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
     reference = make_reference(model, cfg.model.lora.enabled) if a.kl_coef > 0 else None
     engine = make_engine(cfg, model, tokenizer, device, resolve_dtype(cfg.model.dtype, device),
@@ -190,10 +191,12 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         if interrupted["flag"]:
             raise KeyboardInterrupt
         interrupted["flag"] = True
-        print("\nSIGINT: finishing this step, writing a checkpoint, then exiting (Ctrl-C again to abort)")
+        print(f"\n{signal.Signals(signum).name}: finishing this step, writing a checkpoint, then exiting "
+              "(Ctrl-C again to abort)")
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_handler = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
+    previous_term = signal.signal(signal.SIGTERM, on_sigint) if in_main_thread else None  # Slurm, Kubernetes
 
     def save(step: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -262,6 +265,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         engine.close()
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
+            signal.signal(signal.SIGTERM, previous_term)
         logger.close()
     from rlvr.eval.plots import plot_curves
 

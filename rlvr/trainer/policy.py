@@ -34,9 +34,13 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def model_path(path: str) -> str:
-    """A local folder (``~`` expanded) when one exists; otherwise the string as given (a hub id)."""
+    """A local folder (``~`` expanded) when one exists, checked (config, complete weights, tokenizer files: the
+    missing or damaged file is named); otherwise the string as given (a hub id)."""
     expanded = os.path.expanduser(path)
     if os.path.exists(expanded):
+        from rlvr.trainer.guard import check_model_folder
+
+        check_model_folder(expanded)
         return expanded
     if not path or path.startswith(("/", ".", "~")) or path.count("/") > 1:
         raise FileNotFoundError(f"model.path: {path!r} is not an existing folder (nor a hub id like 'org/name')")

@@ -6,13 +6,18 @@ A checkpoint is a folder ``<output_dir>/checkpoints/step_000012/`` holding
   trainer's own counters (KL coefficient, bad-step streak, best reward),
 - ``reference.safetensors`` when the reference policy was reset away from the initial model (ProRL),
 - ``trainer_state.json``: the same counters, human-readable.
+- ``manifest.json``: the size and sha256 of every other file, written last.
 It is written to ``step_000012.tmp`` and renamed when complete, so a run killed mid-write leaves the previous
-checkpoint as the latest valid one.
+checkpoint as the latest valid one. Resuming checks the manifest (older checkpoints without one: the safetensors
+headers and sizes); a damaged latest checkpoint is renamed ``step_000012.damaged`` with a warning naming the file,
+and the previous complete one is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -22,6 +27,55 @@ import numpy as np
 import torch
 
 STATE_FILE = "trainer_state.pt"
+MANIFEST = "manifest.json"
+log = logging.getLogger("rlvr")
+
+
+class CheckpointError(FileNotFoundError):
+    """No usable checkpoint where one was asked for (a FileNotFoundError: the CLI prints it, exit code 2)."""
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    entries = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    (folder / MANIFEST).write_text(json.dumps({"files": entries}, indent=1))
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a complete checkpoint (naming the file), or None. Sizes are compared before hashes."""
+    from rlvr.trainer.guard import safetensors_problem
+
+    if not (folder / STATE_FILE).is_file():
+        return f"{STATE_FILE} is missing"
+    manifest = folder / MANIFEST
+    if not manifest.is_file():  # written before manifests existed: check what can be checked cheaply
+        for file in sorted(folder.rglob("*.safetensors")):
+            problem = safetensors_problem(file)
+            if problem:
+                return f"{file.relative_to(folder)}: {problem}"
+        return None
+    try:
+        entries = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return f"{MANIFEST} is unreadable"
+    for name, entry in entries.items():
+        file = folder / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != entry["size"]:
+            return f"{name}: {file.stat().st_size} bytes, the manifest says {entry['size']}"
+    for name, entry in entries.items():
+        if _sha256(folder / name) != entry["sha256"]:
+            return f"{name}: sha256 differs from the manifest"
+    return None
 
 
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
@@ -62,6 +116,7 @@ def save_checkpoint(
     counters = trainer_state.get("counters", {})
     summary = {k: v for k, v in counters.items() if isinstance(v, (int, float, str, bool)) or v is None}
     (tmp / "trainer_state.json").write_text(json.dumps(summary, indent=2))
+    write_manifest(tmp)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
@@ -78,8 +133,8 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and not p.name.endswith(".tmp")
-             and (p / STATE_FILE).is_file()]
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and "." not in p.name
+             and (p / STATE_FILE).is_file()]  # not step_*.tmp (being written) nor step_*.damaged
     return sorted(found, key=step_of)
 
 
@@ -89,10 +144,30 @@ def find_resume(output_dir: str | Path, resume: str) -> Path | None:
         return None
     if resume == "auto":
         found = list_checkpoints(output_dir)
-        return found[-1] if found else None
+        damaged = []
+        for candidate in reversed(found):
+            problem = checkpoint_problem(candidate)
+            if problem is None:
+                for bad, why in damaged:  # out of the way: the run rewrites these steps
+                    aside = bad.with_name(bad.name + ".damaged")
+                    shutil.rmtree(aside, ignore_errors=True)
+                    bad.rename(aside)
+                    log.warning("checkpoint %s is damaged (%s); moved to %s, resuming from %s instead",
+                                bad, why, aside.name, candidate.name)
+                return candidate
+            damaged.append((candidate, problem))
+        if damaged:
+            raise CheckpointError(
+                f"checkpoint.resume=auto: no usable checkpoint in {Path(output_dir) / 'checkpoints'}: "
+                + "; ".join(f"{bad.name}: {why}" for bad, why in damaged)
+                + ". Delete them or start over with checkpoint.resume=never and a new output_dir")
+        return None
     path = Path(resume).expanduser()
     if not (path / STATE_FILE).is_file():
         raise FileNotFoundError(f"checkpoint.resume: {path} is not a checkpoint folder (no {STATE_FILE})")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise CheckpointError(f"checkpoint.resume: {path} is damaged: {problem}")
     return path
 
 
