@@ -65,7 +65,7 @@ def check_model_folder(path: str | Path) -> None:
     """Raise (naming the file) unless ``path`` is a loadable local HF model folder."""
     folder = Path(path)
     if not folder.is_dir():
-        raise ConfigError(f"model.path: {folder} is a file, not a model folder (config.json, weights, tokenizer)")
+        raise ConfigError(f"model.path: {folder} is a file; it must be a model folder (config.json, weights, tokenizer files)")
     config = folder / "config.json"
     if not config.is_file() and (folder / "adapter_config.json").is_file():
         config = folder / "adapter_config.json"  # a peft adapter folder (transformers loads its base model)

@@ -56,7 +56,7 @@ def _damage(folder: Path, how: str) -> Path:
 
 
 @pytest.mark.parametrize("how, expected", [
-    ("file", "is a file, not a model folder"),
+    ("file", "is a file; it must be a model folder"),
     ("truncated", r"model.safetensors is damaged: truncated or padded"),
     ("header", r"model.safetensors is damaged: corrupt header"),
     ("no_tokenizer", "has no tokenizer files"),
