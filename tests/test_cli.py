@@ -50,11 +50,22 @@ def _train_with_missing_model(tmp_path, rows: list[dict]):
     return runner.invoke(app, ["train", str(path)])
 
 
-def test_bad_data_is_a_clear_error_before_the_model_loads(tmp_path):
-    result = _train_with_missing_model(tmp_path, [{"question": "1+1"}, {"answer": "2"}])
+def test_bad_data_is_a_clear_error_before_the_model_loads(tmp_path, tiny_model_dir, monkeypatch):
+    import rlvr.trainer.loop as loop
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the data was checked")
+
+    monkeypatch.setattr(loop, "load_policy", must_not_load)
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"question": "1+1"}) + "\n" + json.dumps({"answer": "2"}) + "\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"path": str(tiny_model_dir)}, "data": {"source": str(data)},
+                                    "output_dir": str(tmp_path / "run")}))
+    result = runner.invoke(app, ["train", str(path)])
     assert result.exit_code == 2, result.output
     assert "line 1" in result.output or "no answer" in result.output
-    assert "model.path" not in result.output  # the data was checked first
+    assert not (tmp_path / "run").exists()  # nothing written before the checks pass
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):

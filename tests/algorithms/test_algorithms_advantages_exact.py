@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from rlvr.algorithms import ADVANTAGES, PRESETS, all_equal_groups, zero_variance_groups
 from rlvr.config import AlgorithmConfig
+from rlvr.types import RewardResult
 
 DTYPES = (torch.float32, torch.float64)
 GROUP_BASELINE = ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline")  # subtract a per-group mean
@@ -205,6 +206,6 @@ def test_frac_reward_zero_std_agrees_with_the_dynamic_sampling_filter():
     cfg = types.SimpleNamespace(rollout=types.SimpleNamespace(n=16), reward=types.SimpleNamespace(correct_threshold=1.0))
     batch = types.SimpleNamespace(rewards=rewards.flatten(), response_mask=torch.ones(48, 3, dtype=torch.bool),
                                   truncated=torch.zeros(48, dtype=torch.bool))
-    results = [types.SimpleNamespace(score=float(x), components={}) for x in rewards.flatten()]
+    results = [RewardResult(score=float(x)) for x in rewards.flatten()]
     metrics = reward_metrics(cfg, batch, None, results)
     assert metrics["frac_reward_zero_std"] == pytest.approx(float((~keep).float().mean())) == pytest.approx(2 / 3)
