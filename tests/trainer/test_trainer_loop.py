@@ -132,7 +132,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_model_dir, arithmet
     assert again.returncode == 0 and "nothing to do" in out
 
 
-def test_sigint_writes_checkpoint_then_exits(tmp_path, tiny_model_dir, arithmetic_jsonl):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # SIGTERM: what Slurm / Kubernetes send
+def test_a_signal_finishes_the_step_writes_a_checkpoint_then_exits(tmp_path, tiny_model_dir, arithmetic_jsonl, sig):
     cfg = make_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, trainer={"steps": 200},
                    checkpoint={"every": 1000, "keep": 2})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
@@ -141,11 +142,12 @@ def test_sigint_writes_checkpoint_then_exits(tmp_path, tiny_model_dir, arithmeti
     deadline = time.time() + 300
     while (not metrics.exists() or not metrics.read_text()) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
+    assert f"{sig.name}: finishing this step, writing a checkpoint" in out
     checkpoints = list((tmp_path / "run" / "checkpoints").glob("step_*"))
-    assert len(checkpoints) == 1 and "checkpoint written" in out
+    assert len(checkpoints) == 1 and not checkpoints[0].name.endswith(".tmp") and "checkpoint written" in out
     step = int(checkpoints[0].name.split("_")[1])
     assert 1 <= step < 200
 
