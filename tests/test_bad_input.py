@@ -67,6 +67,26 @@ def test_config_errors_are_printed_on_one_line_when_not_a_terminal(tmp_path):
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
 
 
+def test_warnings_are_one_line_records_when_stderr_is_not_a_terminal(tmp_path, tiny_model_dir):
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / ("a-long-folder-name-" * 4)
+    data.mkdir()
+    rows = [{"question": "1+1=", "answer": "2"}] * 9 + [{"question": "2+2=", "answer": "4"}]
+    (data / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "c.yaml"  # duplicate rows -> a long warning; a 1-token prompt limit stops before the model
+    config.write_text(yaml.safe_dump({"model": {"path": str(tiny_model_dir)}, "data": {
+        "source": str(data / "d.jsonl"), "max_prompt_tokens": 1}, "output_dir": str(tmp_path / "run")}))
+    done = subprocess.run([sys.executable, "-m", "rlvr.cli", "train", str(config)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    warning = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    assert len(warning) == 1 and "repeat an earlier row exactly" in warning[0] and "deduplicate" in warning[0], \
+        done.stderr
+
+
 def test_empty_config_and_directory_are_named_and_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.yaml").write_text("# nothing here\n")
