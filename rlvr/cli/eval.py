@@ -21,13 +21,14 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(' '.join(str(message).split()))}", soft_wrap=True)  # one line
     raise typer.Exit(code=code)
 
 
@@ -149,7 +150,10 @@ def eval_command(
     torch_device = resolve_device(cfg.model.device)
     model_cfg = dataclasses.replace(cfg.model, lora=dataclasses.replace(cfg.model.lora, enabled=False),
                                     gradient_checkpointing=False)
-    tokenizer = load_tokenizer(model_cfg)
+    try:
+        tokenizer = load_tokenizer(model_cfg)  # checks the model folder first: a damaged file is named in one line
+    except (ConfigError, FileNotFoundError) as err:
+        _fail(str(err))
     try:
         check_template(cfg.prompt, examples, tokenizer)
     except ValueError as err:

@@ -80,3 +80,17 @@ def test_eval_explicit_temperature_0_with_n_gt_1_warns_and_runs(tmp_path, tiny_m
 
     summary = json.loads((out / "results.json").read_text())["summary"]
     assert summary["n"] == 3 and summary["pass@3"] == summary["pass@1"]
+
+
+def test_eval_names_a_damaged_model_folder_in_one_line(tmp_path, tiny_model_dir, arithmetic_jsonl):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    for f in model.glob("tokenizer*"):
+        f.unlink()
+    res = CliRunner().invoke(_app(), ["eval", "--model", str(model), "--data", str(arithmetic_jsonl), "-o",
+                                      str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "has no tokenizer files" in lines[0] and "Traceback" not in res.output
