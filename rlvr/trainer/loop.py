@@ -187,7 +187,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     logger.truncate_after(start)
     interrupted = {"flag": False}
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):  # SIGINT and SIGTERM
         if interrupted["flag"]:
             raise KeyboardInterrupt
         interrupted["flag"] = True
@@ -195,8 +195,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
               "(Ctrl-C again to abort)")
 
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous_handler = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
-    previous_term = signal.signal(signal.SIGTERM, on_sigint) if in_main_thread else None  # Slurm, Kubernetes
+    previous_handler = signal.signal(signal.SIGINT, on_signal) if in_main_thread else None
+    previous_term = signal.signal(signal.SIGTERM, on_signal) if in_main_thread else None  # Slurm, Kubernetes
 
     def save(step: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
