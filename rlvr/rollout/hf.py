@@ -2,13 +2,24 @@
 
 Prompts are left-padded and generated in chunks of ``batch_size`` completions. For every completion we keep the
 response token ids (up to and including EOS), the log-probability of each sampled token under the *sampling*
-distribution (after temperature / top-k / top-p, from `compute_transition_scores`), and why it stopped.
+distribution (after temperature / top-k / top-p), and why it stopped.
+
+Those log-probs are captured during decoding by `_SampledLogprobs`, the last logits processor, which holds one
+(B, V) buffer at a time: memory O(B x V) rather than the O(B x V x T) of ``output_scores`` +
+`compute_transition_scores` (5 GB for 8 rows x a 152k vocabulary x 1024 steps), with the same values.
 """
 
 from __future__ import annotations
 
 import torch
-from transformers import GenerationConfig
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from rlvr.types import Completion
 
@@ -82,29 +93,37 @@ class HFRolloutEngine:
         copies, n = (n, 1) if greedy else (1, n)  # greedy: one decode per prompt, repeated n times
         # A fresh GenerationConfig: settings shipped in the model's generation_config.json (repetition_penalty,
         # min_p, no_repeat_ngram_size ...) would sample from a distribution other than the pi/T the loss assumes.
+        # Temperature / top-k / top-p are *not* set in it: generate() appends the warpers it builds from them after
+        # any custom processors, and the log-prob capture has to see the final distribution. We pass them ourselves,
+        # in generate()'s own order (temperature, top-k, top-p), with the capture last.
         config = GenerationConfig(
             do_sample=not greedy,
-            temperature=None if greedy else temperature,
-            top_p=None if greedy else top_p,
-            top_k=None if greedy else top_k,  # 0 = off
+            temperature=None,
+            top_p=None,
+            top_k=None,
             num_return_sequences=n,
             max_new_tokens=max_new_tokens,
             pad_token_id=pad,
             eos_token_id=self.eos_ids,
-            output_scores=True,
             return_dict_in_generate=True,
         )
+        capture = _SampledLogprobs()
+        processors = LogitsProcessorList([] if greedy else _warpers(temperature, top_k, top_p))
+        processors.append(capture)
         # generate() fills every unset field from model.generation_config: lend it a neutral one meanwhile.
         owner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # peft
         shipped, owner.generation_config = owner.generation_config, GenerationConfig()
         try:
             out = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), generation_config=config
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                generation_config=config,
+                logits_processor=processors,
             )
         finally:
             owner.generation_config = shipped
         generated = out.sequences[:, width:].cpu()  # (chunk*n, T)
-        scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True).float().cpu()
+        scores = capture.finish(out.sequences[:, width:]).float().cpu()  # (chunk*n, T)
         completions: list[list[Completion]] = []
         for row in range(generated.shape[0]):
             tokens = generated[row].tolist()
@@ -120,6 +139,51 @@ class HFRolloutEngine:
                 completions.append([])
             completions[-1].extend([item] * copies)
         return completions
+
+
+class _SampledLogprobs(LogitsProcessor):
+    """The last logits processor: records log_softmax(final scores)[sampled token] for every decoding step.
+
+    At step t it receives the scores the token of step t will be drawn from, and ``input_ids`` whose last column is
+    the token drawn at step t-1: it gathers that token's log-prob from the buffer kept at step t-1, then keeps
+    log_softmax of this step's scores (one (B, V) tensor). `finish` gathers the last step's token. The values equal
+    `compute_transition_scores(..., normalize_logits=True)` on ``output_scores`` (same log_softmax, same gather).
+    Scores are returned unchanged.
+    """
+
+    def __init__(self):
+        self.steps: list[torch.Tensor] = []  # (B,) per decoding step, for the steps whose token is known
+        self.last: torch.Tensor | None = None  # (B, V) log_softmax of the latest step's scores
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.last is not None:
+            self.steps.append(self.last.gather(1, input_ids[:, -1:]).squeeze(1))
+            self.last = None  # free before allocating this step's buffer
+        self.last = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, generated: torch.Tensor) -> torch.Tensor:
+        """``generated``: (B, T) the new tokens -> (B, T) their log-probs."""
+        steps = self.steps[: generated.shape[1]]  # generate() may undo trailing steps (deferred stop checks)
+        if len(steps) < generated.shape[1] and self.last is not None:
+            token = generated[:, len(steps) : len(steps) + 1].to(self.last.device)
+            steps.append(self.last.gather(1, token).squeeze(1))
+        self.last = None
+        if not steps:
+            return torch.zeros(generated.shape, dtype=torch.float32)
+        return torch.stack(steps, dim=1)
+
+
+def _warpers(temperature: float, top_k: int, top_p: float) -> list[LogitsProcessor]:
+    """The sampling warpers generate() would build for these settings, in its order (beam-free: keep >= 1 token)."""
+    warpers: list[LogitsProcessor] = []
+    if temperature is not None and temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k is not None and top_k != 0:
+        warpers.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
+    if top_p is not None and top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
+    return warpers
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

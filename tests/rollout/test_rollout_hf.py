@@ -85,3 +85,102 @@ def test_model_generation_config_does_not_change_the_sampling_distribution():
         logp, _ = response_logprobs(model, ids, mask, width, temperature=1.0, chunk_size=64, with_entropy=False)
     for i, c in enumerate(c for g in groups for c in g):
         assert torch.allclose(logp[i, : len(c.logprobs)], torch.tensor(c.logprobs), atol=1e-4)
+
+
+def _old_way(eng, prompts, n, max_new_tokens, temperature, top_k, top_p):
+    """The engine's former path: sampling settings in the config, output_scores + compute_transition_scores."""
+    from transformers import GenerationConfig
+
+    encoded = [eng.tokenizer(p)["input_ids"] for p in prompts]
+    pad, width = eng.tokenizer.pad_token_id, max(len(e) for e in encoded)
+    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for i, e in enumerate(encoded):
+        ids[i, width - len(e):], attention[i, width - len(e):] = torch.tensor(e), 1
+    greedy = temperature == 0
+    config = GenerationConfig(
+        do_sample=not greedy, temperature=None if greedy else temperature, top_p=None if greedy else top_p,
+        top_k=None if greedy else top_k, num_return_sequences=1 if greedy else n, max_new_tokens=max_new_tokens,
+        pad_token_id=pad, eos_token_id=eng.eos_ids, output_scores=True, return_dict_in_generate=True,
+    )
+    shipped, eng.model.generation_config = eng.model.generation_config, GenerationConfig()
+    try:
+        with torch.no_grad():
+            out = eng.model.generate(input_ids=ids, attention_mask=attention, generation_config=config)
+    finally:
+        eng.model.generation_config = shipped
+    scores = eng.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    return out.sequences[:, width:], scores
+
+
+@pytest.mark.parametrize("temperature", [0.7, 0.0])
+def test_logprobs_equal_compute_transition_scores(engine, temperature):
+    """Captured during decoding (no output_scores), the log-probs are compute_transition_scores' values."""
+    engine.model.eval()
+    torch.manual_seed(3)
+    tokens, scores = _old_way(engine, PROMPTS, 3, 12, temperature, top_k=5, top_p=0.9)
+    torch.manual_seed(3)
+    groups = engine.generate(PROMPTS, 3, max_new_tokens=12, temperature=temperature, top_k=5, top_p=0.9)
+    flat = [c for g in groups for c in g]
+    rows = [i // 3 for i in range(len(flat))] if temperature == 0 else list(range(len(flat)))
+    for c, row in zip(flat, rows):
+        k = len(c.token_ids)
+        assert c.token_ids == tokens[row, :k].tolist()
+        assert torch.allclose(torch.tensor(c.logprobs), scores[row, :k].float(), atol=1e-6, rtol=0)
+        assert k == tokens.shape[1] or c.finish_reason == "eos"
+
+
+def test_memory_does_not_grow_with_max_new_tokens():
+    """No per-step (B, V) scores are kept: no output_scores, and peak RSS is flat in max_new_tokens."""
+    import os
+    import threading
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_char_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50_000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(config)
+    eng = HFRolloutEngine(model, tokenizer, "cpu")
+    seen = {}
+    generate = model.generate
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return generate(*args, **kwargs)
+
+    model.generate = spy
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    def peak_growth(max_new_tokens: int) -> int:
+        base, peak, done = rss(), [0], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak[0] = max(peak[0], rss())
+                done.wait(0.002)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            torch.manual_seed(0)
+            eng.generate(["1+1=", "x"], 8, max_new_tokens=max_new_tokens, temperature=1.0)  # B = 16
+        finally:
+            done.set()
+            watcher.join()
+        return max(peak[0], rss()) - base
+
+    peak_growth(16)  # warm-up: allocator and thread pools
+    short, long = peak_growth(16), peak_growth(256)
+    assert not seen["generation_config"].output_scores and "output_scores" not in seen
+    # output_scores alone would keep 16 rows x 50k x 4 B x 256 steps = 820 MB (the former path peaked ~3.8 GB above
+    # the 16-step run, with compute_transition_scores' copies); one (B, V) buffer is 3.2 MB. The allocator may
+    # retain some freed per-step buffers (~150 MB seen after other tests), hence the margin.
+    kept_by_output_scores = 16 * 50_000 * 4 * 256
+    assert long - short < kept_by_output_scores / 2, (short, long)
