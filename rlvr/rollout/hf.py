@@ -98,9 +98,11 @@ class HFRolloutEngine:
         # in generate()'s own order (temperature, top-k, top-p), with the capture last.
         config = GenerationConfig(
             do_sample=not greedy,
-            temperature=None,
-            top_p=None,
-            top_k=None,
+            # neutral values (generate() builds no warper for them) rather than None, which some transformers
+            # versions fill from their own defaults (top_k=50 in 4.x)
+            temperature=None if greedy else 1.0,
+            top_p=None if greedy else 1.0,
+            top_k=None if greedy else 0,
             num_return_sequences=n,
             max_new_tokens=max_new_tokens,
             pad_token_id=pad,
