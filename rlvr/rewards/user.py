@@ -123,6 +123,9 @@ def call_user_function(fn: Callable, prompts: list[str], completions: list[str],
         return _failed(n, f"timeout after {timeout_s:g}s", spec)
     if "error" in box:
         err = box["error"]
+        if isinstance(err, MemoryError):  # usually the worker's address-space limit: say which knob that is
+            return _failed(n, "error: MemoryError (out of memory; in a worker the limit is reward.memory_limit_mb)",
+                           spec)
         return _failed(n, f"error: {type(err).__name__}: {err}"[:300], spec)
     out = box.get("out")
     if not isinstance(out, (list, tuple)):

@@ -155,7 +155,7 @@ def test_user_function_memory_limit_applies():
     with RewardScorer([C(f"{USER}:allocates_10gib")], timeout_s=20, num_workers=1, memory_limit_mb=1024) as s:
         out = s.score([ex("1")] * 2, ["a", "b"])
     assert [r.score for r in out] == [0.0, 0.0]
-    assert out[0].reason.startswith("error: MemoryError")
+    assert out[0].reason.startswith("error: MemoryError") and "reward.memory_limit_mb" in out[0].reason
 
 
 def test_user_function_runs_in_a_worker_unless_in_process():
