@@ -52,16 +52,19 @@ def prompt_token_limit(cfg, max_new_tokens: int, context: int | None) -> tuple[i
                                       "set data.max_prompt_tokens to change it")
 
 
+def prompt_token_counts(tokenizer, prompts: list[str], add_special_tokens: bool) -> list[int]:
+    """Tokens of each prompt as the rollout engines encode it (batched through the tokenizer, 1024 at a time)."""
+    counts: list[int] = []
+    for start in range(0, len(prompts), 1024):
+        ids = tokenizer(prompts[start : start + 1024], add_special_tokens=add_special_tokens)["input_ids"]
+        counts.extend(len(tokens) for tokens in ids)
+    return counts
+
+
 def _keep_short(examples: list[Example], tokenizer, limit: int, add_special_tokens: bool) -> tuple[list[Example], int]:
-    kept, longest = [], 0
-    for start in range(0, len(examples), 1024):
-        chunk = examples[start : start + 1024]
-        ids = tokenizer([ex.prompt for ex in chunk], add_special_tokens=add_special_tokens)["input_ids"]
-        for ex, tokens in zip(chunk, ids):
-            if len(tokens) <= limit:
-                kept.append(ex)
-            else:
-                longest = max(longest, len(tokens))
+    counts = prompt_token_counts(tokenizer, [ex.prompt for ex in examples], add_special_tokens)
+    kept = [ex for ex, n in zip(examples, counts) if n <= limit]
+    longest = max((n for n in counts if n > limit), default=0)
     return kept, longest
 
 

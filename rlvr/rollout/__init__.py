@@ -54,8 +54,9 @@ def make_engine(cfg, model, tokenizer, device, dtype: torch.dtype, prompts: list
     v = cfg.rollout.vllm
     max_model_len = v.max_model_len
     if not max_model_len:
-        longest = max((len(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in prompts),
-                      default=0)
+        from rlvr.data.checks import prompt_token_counts
+
+        longest = max(prompt_token_counts(tokenizer, prompts, add_special_tokens), default=0)
         max_model_len = longest + max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens or 0, max_new_tokens)
     name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
     return VLLMRolloutEngine(
