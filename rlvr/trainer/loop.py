@@ -151,15 +151,15 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(t.seed)
     device = resolve_device(cfg.model.device)
+    dtype = resolve_dtype(cfg.model.dtype, device)
     examples, held_out = load_data(cfg)
     tokenizer = load_tokenizer(cfg.model)
     render_prompts(cfg, tokenizer, examples, held_out)
     examples, held_out = drop_long_prompts(cfg, tokenizer, examples, held_out)  # skipped before the model loads
     guard.claim_output(out)  # mkdir, lock output_dir (one run at a time), remove stale *.tmp checkpoints
-    model = load_policy(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
+    model = load_policy(cfg.model, device, dtype)
     reference = make_reference(model, cfg.model.lora.enabled) if a.kl_coef > 0 else None
-    engine = make_engine(cfg, model, tokenizer, device, resolve_dtype(cfg.model.dtype, device),
-                         [ex.prompt for ex in examples + held_out])
+    engine = make_engine(cfg, model, tokenizer, device, dtype, [ex.prompt for ex in examples + held_out])
     sampler = PromptSampler(examples, cfg.rollout.prompts_per_step, seed=t.seed, shuffle=cfg.data.shuffle)
     optimizer, scheduler = make_optimizer(model.parameters(), t, t.steps * t.epochs * t.mini_batches)
     counters = {"step": 0, "kl_coef": a.kl_coef, "bad_streak": 0, "best_reward": -math.inf, "since_best": 0,
