@@ -113,8 +113,17 @@ class VLLMConfig:
 
 
 @dataclass
+class HFRolloutConfig:
+    """Settings of the HF engine (rollout.engine: hf); see docs/rollout.md."""
+
+    decode: str = "loop"  # loop (our decode loop, finished rows dropped) | generate (transformers generate)
+    compile: bool = False  # torch.compile the loop's one-token step (needs decode loop, cache static)
+    cache: str = "static"  # the loop's KV cache: static (preallocated) | dynamic (grows); generate ignores it
+
+
+@dataclass
 class RolloutConfig:
-    engine: str = "hf"  # hf (transformers generate on the policy) | vllm (needs vLLM; see docs/rollout.md)
+    engine: str = "hf"  # hf (transformers model on the policy) | vllm (needs vLLM; see docs/rollout.md)
     prompts_per_step: int = 16  # P
     n: int = 8  # G, completions per prompt
     max_new_tokens: int = 256
@@ -123,6 +132,7 @@ class RolloutConfig:
     top_k: int = 0  # 0 = off
     batch_size: int = 0  # prompts x completions generated per forward batch; 0 = all at once
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    hf: HFRolloutConfig = field(default_factory=HFRolloutConfig)
 
 
 @dataclass
@@ -492,6 +502,12 @@ def validate(cfg: RunConfig) -> None:
     _choice("algorithm.kl_in", a.kl_in, ["loss", "reward"])
     _choice("rollout.engine", r.engine, ["hf", "vllm"])
     _choice("rollout.vllm.dtype", r.vllm.dtype, ["auto", "float32", "bfloat16", "float16"])
+    _choice("rollout.hf.decode", r.hf.decode, ["loop", "generate"])
+    _choice("rollout.hf.cache", r.hf.cache, ["static", "dynamic"])
+    if r.hf.compile and (r.hf.decode != "loop" or r.hf.cache != "static"):
+        raise ConfigError(f"rollout.hf.compile compiles the decode loop's one-token step over a static cache; it "
+                          f"needs rollout.hf.decode: loop and rollout.hf.cache: static (got decode "
+                          f"{r.hf.decode!r}, cache {r.hf.cache!r})")
     _choice("algorithm.rollout_is", a.rollout_is, list(ROLLOUT_IS_MODES))
     if a.rollout_is != "none" and a.rollout_is_cap < 1:
         raise ConfigError(f"algorithm.rollout_is_cap must be >= 1 (Yao et al. use 2), got {a.rollout_is_cap}")

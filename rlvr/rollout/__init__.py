@@ -1,6 +1,7 @@
 """Rollout engines: turn prompts into G sampled completions each, keeping token ids, sampling log-probs and
-finish reasons. `hf` (transformers generate on the policy itself) is the default and runs anywhere; `vllm`
-(rlvr.rollout.vllm, optional) is a separate engine that receives the policy's weights after every update."""
+finish reasons. `hf` (our decode loop, or transformers generate, on the policy itself; rollout.hf) is the default
+and runs anywhere; `vllm` (rlvr.rollout.vllm, optional) is a separate engine that receives the policy's weights
+after every update."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def make_engine(cfg, model, tokenizer, device, dtype: torch.dtype, prompts: list
 
     add_special_tokens = not cfg.prompt.chat_template  # a chat template already carries the BOS text
     if cfg.rollout.engine == "hf":
-        return HFRolloutEngine(model, tokenizer, device, add_special_tokens=add_special_tokens)
+        h = cfg.rollout.hf
+        return HFRolloutEngine(model, tokenizer, device, add_special_tokens=add_special_tokens,
+                               decode=h.decode, cache=h.cache, compile=h.compile)
     from rlvr.rollout.vllm import VLLMRolloutEngine
     from rlvr.trainer.policy import model_path
 

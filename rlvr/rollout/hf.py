@@ -1,4 +1,4 @@
-"""The default rollout engine: Hugging Face `generate` on the policy itself (no weight sync needed).
+"""The default rollout engine: decoding on the policy itself with Hugging Face models (no weight sync needed).
 
 Prompts are left-padded and generated in chunks of ``batch_size`` completions. For every completion we keep the
 response token ids (up to and including EOS), the log-probability of each sampled token under the *sampling*
@@ -7,9 +7,24 @@ distribution (after temperature / top-k / top-p), and why it stopped.
 Those log-probs are captured during decoding by `_SampledLogprobs`, the last logits processor, which holds one
 (B, V) buffer at a time: memory O(B x V) rather than the O(B x V x T) of ``output_scores`` +
 `compute_transition_scores` (5 GB for 8 rows x a 152k vocabulary x 1024 steps), with the same values.
+
+Two decode paths (``rollout.hf.decode``, docs/rollout.md):
+
+* ``generate``: ``model.generate`` with the capture above (the former and only path).
+* ``loop`` (default): our own loop over the model's forward. Prefill once per *prompt* (the cache is then repeated
+  for its n rows), one token per step into a preallocated `StaticCache` (or a `DynamicCache`), the same warpers
+  (`_warpers`) on float32 logits, and finished rows dropped: when the rows still decoding are at most half the
+  batch, the cache is compacted to half its rows (so batch shapes come from B, B/2, B/4 ...). Optionally the
+  one-token forward is ``torch.compile``-d (``rollout.hf.compile``). Sampling is by inverse CDF with one uniform
+  per row and step drawn from torch's global RNG for *every* row of the chunk, so a seed gives the same samples
+  whether or not rows were dropped.
 """
 
 from __future__ import annotations
+
+import inspect
+import logging
+import time
 
 import torch
 from transformers import (
@@ -23,18 +38,38 @@ from transformers import (
 
 from rlvr.types import Completion
 
+logger = logging.getLogger(__name__)
+
+DECODE_MODES = ("loop", "generate")
+CACHE_MODES = ("static", "dynamic")
+CACHE_LEN_BUCKET = 64  # the static cache holds width + max_new_tokens rounded up to this: fewer compiled shapes
+MIN_COMPILED_ROWS = 8  # with compile, compaction stops at this many rows (each batch size is one compiled graph)
+RECOMPILE_LIMIT = 64  # dynamo's per-function limit (default 8) while the decode step runs: batch x cache shapes
+
 
 class HFRolloutEngine:
-    """Sample completions with `model.generate`.
+    """Sample completions with our decode loop (default) or `model.generate`.
 
     model:      a causal LM (possibly a peft model); put in eval mode during generation, restored afterwards.
     tokenizer:  its tokenizer; a pad token is borrowed from EOS when missing.
     device:     where input tensors go.
     add_special_tokens: passed to the tokenizer for prompts (False when prompts come from a chat template
                 that already carries the BOS text).
+    decode:     "loop" (our loop over the forward, finished rows dropped) or "generate" (model.generate).
+    cache:      "static" (preallocated StaticCache) or "dynamic" (DynamicCache), for the loop.
+    compile:    torch.compile the loop's one-token step (static cache); falls back to eager on failure.
+    compact:    drop finished rows from the loop's batch (False only to compare in tests).
     """
 
-    def __init__(self, model, tokenizer, device: torch.device | str = "cpu", add_special_tokens: bool = True):
+    def __init__(self, model, tokenizer, device: torch.device | str = "cpu", add_special_tokens: bool = True, *,
+                 decode: str = "loop", cache: str = "static", compile: bool = False, compact: bool = True):
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode: {decode!r} is not one of {', '.join(DECODE_MODES)}")
+        if cache not in CACHE_MODES:
+            raise ValueError(f"cache: {cache!r} is not one of {', '.join(CACHE_MODES)}")
+        if compile and (decode != "loop" or cache != "static"):
+            raise ValueError("compile compiles the loop's one-token step over a static cache: it needs decode 'loop' "
+                             "and cache 'static'")
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
@@ -42,6 +77,18 @@ class HFRolloutEngine:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.eos_ids = _eos_ids(model, tokenizer)
+        self.decode = decode  # becomes "generate" (with a logged reason) if the model cannot run the loop
+        self.cache = cache
+        self.compile = compile  # becomes False (with a logged reason) if compiling fails
+        self.compact = compact  # drop finished rows (tests turn it off to compare)
+        self.compile_seconds = 0.0  # time spent compiling the decode step (first call of each new shape)
+        self.fallback_reason = ""  # why decode or compile fell back, if they did
+        self._loop_ok = False  # the loop has produced one chunk: later errors are real errors, not a fallback
+        self._compiled = None  # the compiled one-token step, built once per engine
+        self._compiled_shapes: set[tuple] = set()
+        self._pending_compile = 0.0  # compile seconds of this generate() call, logged once at its end
+        # (rows, V) logits only, not (rows, prompt width, V), where the forward can say so
+        self._forward_kwargs = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
 
     @torch.no_grad()
     def generate(
@@ -64,10 +111,41 @@ class HFRolloutEngine:
         try:
             for start in range(0, len(prompts), per_call):
                 chunk = encoded[start : start + per_call]
-                results.extend(self._generate_chunk(chunk, n, max_new_tokens, temperature, top_p, top_k))
+                results.extend(self._chunk(chunk, n, max_new_tokens, temperature, top_p, top_k))
         finally:
             self.model.train(was_training)
+            if self._pending_compile:
+                logger.info("rollout.hf.compile: compiled the decode step in %.1f s (%.1f s this run so far; "
+                            "shapes rows x cache length: %s)", self._pending_compile, self.compile_seconds,
+                            ", ".join(f"{b}x{c}" for b, c in sorted(self._compiled_shapes, reverse=True)))
+                self._pending_compile = 0.0
         return results
+
+    def _chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k) -> list[list[Completion]]:
+        if self.decode == "loop" and not self._loop_ok:
+            reason = _loop_unsupported(self.model)
+            if reason:
+                self._fall_back_to_generate(reason)
+        if self.decode == "generate":
+            return self._generate_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k)
+        if self._loop_ok:
+            return self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k)
+        state = torch.random.get_rng_state()
+        try:
+            out = self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a forward that rejects the cache / kwargs: use generate instead
+            torch.random.set_rng_state(state)
+            self._fall_back_to_generate(f"the model's forward failed in the decode loop: {type(err).__name__}: "
+                                        f"{str(err)[:300]}")
+            return self._generate_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k)
+        self._loop_ok = True
+        return out
+
+    def _fall_back_to_generate(self, reason: str) -> None:
+        logger.warning("rollout.hf.decode: loop -> generate (%s)", reason)
+        self.decode, self.compile, self.fallback_reason = "generate", False, reason
 
     def sleep(self) -> None:
         """Nothing to free: generation runs on the policy itself."""
@@ -113,7 +191,7 @@ class HFRolloutEngine:
         processors = LogitsProcessorList([] if greedy else _warpers(temperature, top_k, top_p))
         processors.append(capture)
         # generate() fills every unset field from model.generation_config: lend it a neutral one meanwhile.
-        owner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # peft
+        owner = _owner(self.model)  # peft
         shipped, owner.generation_config = owner.generation_config, GenerationConfig()
         try:
             out = self.model.generate(
@@ -126,6 +204,117 @@ class HFRolloutEngine:
             owner.generation_config = shipped
         generated = out.sequences[:, width:].cpu()  # (chunk*n, T)
         scores = capture.finish(out.sequences[:, width:]).float().cpu()  # (chunk*n, T)
+        return self._completions(generated, scores, prompt_ids, n, copies)
+
+
+    # ------------------------------------------------------------------------------------------------------
+    # decode: loop
+
+    def _loop_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k) -> list[list[Completion]]:
+        """Prefill the P prompts once, repeat the cache for their n rows, then decode one token per step."""
+        from transformers import DynamicCache, StaticCache
+
+        pad, dev = self.tokenizer.pad_token_id, self.device
+        input_ids, attention = _left_pad(prompt_ids, pad)
+        width = input_ids.shape[1]
+        greedy = temperature == 0
+        copies, n = (n, 1) if greedy else (1, n)  # greedy: one decode per prompt, repeated n times
+        rows_total = len(prompt_ids) * n
+        static = self.cache == "static"
+        config = _owner(self.model).config
+        if static:  # the cache never holds the last sampled token: width + max_new_tokens - 1 positions suffice
+            cache_len = -(-(width + max_new_tokens) // CACHE_LEN_BUCKET) * CACHE_LEN_BUCKET
+            cache = StaticCache(config=config, max_cache_len=cache_len)
+        else:
+            cache_len = width + max_new_tokens
+            cache = DynamicCache(config=config)
+        mask = torch.zeros((len(prompt_ids), cache_len), dtype=torch.long)
+        mask[:, :width] = attention
+        mask = mask.to(dev)
+        positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)  # generate()'s position ids
+        logits = self._forward(input_ids.to(dev), positions.to(dev), mask if static else mask[:, :width], cache)
+        next_pos = positions[:, -1].to(dev) + 1  # the position of each row's next token
+        if n > 1:  # prompt i -> rows i*n .. i*n+n-1, generate()'s num_return_sequences order
+            expand = torch.arange(len(prompt_ids), device=dev).repeat_interleave(n)
+            _select_rows(cache, expand)
+            logits, mask, next_pos = logits[expand], mask[expand], next_pos[expand]
+
+        warpers = [] if greedy else _warpers(temperature, top_k, top_p)
+        eos = torch.tensor(self.eos_ids, device=dev)
+        tokens = torch.full((rows_total, max_new_tokens), pad, dtype=torch.long, device=dev)
+        logprobs = torch.zeros((rows_total, max_new_tokens), dtype=torch.float32, device=dev)
+        rows = torch.arange(rows_total, device=dev)  # the output row of each batch slot
+        live = torch.ones(rows_total, dtype=torch.bool, device=dev)  # slots still decoding
+        floor = MIN_COMPILED_ROWS if self.compile else 1
+        token = None
+        for t in range(max_new_tokens):
+            if t > 0:
+                if self.compact:
+                    keep = _compacted_size(int(live.sum()), live.numel(), floor)
+                    if keep < live.numel():
+                        order = torch.argsort((~live).to(torch.int8), stable=True)[:keep]  # live slots first
+                        _select_rows(cache, order)
+                        mask, next_pos, token, rows, live = (x[order] for x in (mask, next_pos, token, rows, live))
+                mask[:, width + t - 1] = 1  # the token fed now
+                step_mask = mask if static else mask[:, : width + t]
+                logits = self._step(token[:, None], next_pos[:, None], step_mask, cache)
+                next_pos = next_pos + 1
+            scores = logits.float()
+            for warper in warpers:
+                scores = warper(None, scores)
+            if greedy:
+                token = scores.argmax(-1)
+            else:  # one uniform per output row and step, whatever the batch holds: compaction-independent
+                uniform = torch.rand(rows_total, dtype=torch.float64).to(dev)
+                token = _inverse_cdf_sample(scores, uniform[rows])
+            logp = torch.log_softmax(scores, dim=-1).gather(1, token[:, None]).squeeze(1)
+            tokens[rows[live], t] = token[live]
+            logprobs[rows[live], t] = logp[live]
+            live = live & ~torch.isin(token, eos)
+            if not bool(live.any()):
+                break
+        return self._completions(tokens.cpu(), logprobs.cpu(), prompt_ids, n, copies)
+
+    def _forward(self, input_ids, position_ids, attention_mask, cache) -> torch.Tensor:
+        """(rows, q) tokens -> (rows, V) float32 logits of the last position; ``cache`` is updated in place."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, use_cache=True, **self._forward_kwargs)
+        return out.logits[:, -1, :].to(dtype=torch.float32)
+
+    def _step(self, input_ids, position_ids, attention_mask, cache) -> torch.Tensor:
+        """The one-token forward: compiled (``compile``) or eager. A compile failure falls back to eager, once."""
+        if not self.compile:
+            return self._forward(input_ids, position_ids, attention_mask, cache)
+        shape = (input_ids.shape[0], attention_mask.shape[1])
+        first = shape not in self._compiled_shapes
+        saved = [layer.cumulative_length.clone() for layer in cache.layers] if first else None
+        start = time.perf_counter()
+        try:
+            if self._compiled is None:
+                self._compiled = torch.compile(self._forward, dynamic=False)
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+                logits = self._compiled(input_ids, position_ids, attention_mask, cache)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - no C compiler, an op dynamo/inductor cannot handle, a wrapper ...
+            if not first:
+                raise
+            for layer, length in zip(cache.layers, saved):  # a partly run graph may have advanced the cache
+                layer.cumulative_length.copy_(length)
+            reason = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
+            logger.warning("rollout.hf.compile: torch.compile of the decode step failed, decoding eagerly (%s)",
+                           reason)
+            self.compile, self._compiled, self.fallback_reason = False, None, f"compile failed: {reason}"
+            return self._forward(input_ids, position_ids, attention_mask, cache)
+        if first:
+            self._compiled_shapes.add(shape)
+            elapsed = time.perf_counter() - start
+            self.compile_seconds += elapsed
+            self._pending_compile += elapsed
+        return logits
+
+    def _completions(self, generated, scores, prompt_ids, n, copies) -> list[list[Completion]]:
+        """(rows, T) token ids (pad after EOS) and their log-probs -> P lists of completions."""
         completions: list[list[Completion]] = []
         for row in range(generated.shape[0]):
             tokens = generated[row].tolist()
@@ -141,6 +330,74 @@ class HFRolloutEngine:
                 completions.append([])
             completions[-1].extend([item] * copies)
         return completions
+
+
+def _left_pad(prompt_ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompt_ids)
+    input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    for i, ids in enumerate(prompt_ids):
+        input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention[i, width - len(ids) :] = 1
+    return input_ids, attention
+
+
+def _owner(model):
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _accepts(model, name: str, via_kwargs: bool = False) -> bool:
+    """Whether the (base) model's forward names ``name`` (or, with ``via_kwargs``, takes **kwargs)."""
+    try:
+        params = inspect.signature(_owner(model).forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or (via_kwargs and any(p.kind is p.VAR_KEYWORD for p in params.values()))
+
+
+def _loop_unsupported(model) -> str:
+    """Why the decode loop cannot drive this model (empty when it can)."""
+    owner = _owner(model)
+    if getattr(owner.config, "is_encoder_decoder", False):
+        return "an encoder-decoder model"
+    if not _accepts(model, "past_key_values", via_kwargs=True):
+        return f"{type(owner).__name__}.forward takes no past_key_values (no static / dynamic cache)"
+    return ""
+
+
+def _select_rows(cache, index: torch.Tensor) -> None:
+    """Keep (or repeat) the batch rows ``index`` of every cache layer; static layers stay static."""
+    for layer in cache.layers:
+        if getattr(layer, "keys", None) is None or not getattr(layer, "is_initialized", True):
+            continue
+        layer.keys = layer.keys.index_select(0, index)
+        layer.values = layer.values.index_select(0, index)
+        if hasattr(layer, "batch_size"):
+            layer.batch_size = index.numel()
+
+
+def _compacted_size(live: int, capacity: int, floor: int) -> int:
+    """Halve the batch while the live rows fit in half of it (not below ``floor``): B, ceil(B/2), ..."""
+    while capacity > 1 and live <= (half := (capacity + 1) // 2) and half >= floor:
+        capacity = half
+    return capacity
+
+
+def _inverse_cdf_sample(scores: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """One token per row from softmax(scores), the row's ``uniform`` in [0, 1) picking it by inverse CDF.
+
+    The same categorical distribution as ``torch.multinomial(softmax(scores), 1)`` (generate()'s draw); tokens with
+    probability 0 (warped to -inf) are never drawn: the first index whose CDF exceeds u * total has p > 0.
+    """
+    probs = torch.softmax(scores, dim=-1)  # float32, as generate() computes it
+    cdf = probs.double().cumsum(dim=-1)
+    total = cdf[:, -1:]
+    target = torch.minimum(uniform[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))
+    token = torch.searchsorted(cdf, target, right=True).squeeze(1)
+    if bool((token >= scores.shape[-1]).any()):
+        raise RuntimeError("probability tensor contains either inf, nan or element < 0 (decode loop sampling)")
+    return token
 
 
 class _SampledLogprobs(LogitsProcessor):
