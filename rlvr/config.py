@@ -200,6 +200,12 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = False
     max_bad_steps: int = 3  # consecutive non-finite steps before the run stops
+    # speed of the update (docs: rlvr/trainer/update.py); each path is tested equal to the default one
+    compile: bool = False  # torch.compile the policy's forward in the update (eager fallback on any failure)
+    packing: bool = False  # pack several sequences per row (block-diagonal causal attention) instead of padding
+    # old log-probs from the HF engine's own sampling log-probs instead of a no-grad pass (verified once at run
+    # time; only where they are the same distribution: engine hf, top_k 0, top_p 1, no dropout): auto | never
+    reuse_rollout_logprobs: str = "auto"
 
 
 @dataclass
@@ -498,6 +504,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"model.device: {cfg.model.device!r} is not auto, cpu, cuda, cuda:N or mps")
     _choice("data.on_bad_row", cfg.data.on_bad_row, ["skip", "fail"])
     _choice("trainer.schedule", t.schedule, ["constant", "cosine"])
+    _choice("trainer.reuse_rollout_logprobs", t.reuse_rollout_logprobs, ["auto", "never"])
     _choice("algorithm.adv_scale", a.adv_scale, ["group", "batch", "none"])
     _choice("algorithm.kl_in", a.kl_in, ["loss", "reward"])
     _choice("rollout.engine", r.engine, ["hf", "vllm"])

@@ -52,6 +52,86 @@ class RolloutBatch:
         return ids.to(device), mask.long().to(device), t
 
 
+    def lengths(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prompt lengths, response lengths) of the rows."""
+        return self.prompt_mask[rows].sum(-1), self.response_mask[rows].sum(-1)
+
+    def packed_micro_batches(self, rows: torch.Tensor, rows_per_micro: int, device) -> list[tuple[torch.Tensor, Packed]]:
+        """The sequences of ``rows`` packed into rows of C = the longest sequence's length (first-fit decreasing,
+        so attention per row costs no more than the padded longest row), then ``rows_per_micro`` packed rows per
+        micro-batch. Returns [(the sequences' batch rows, Packed)], covering every row once."""
+        prompt_len, resp_len = self.lengths(rows)
+        total = (prompt_len + resp_len).tolist()
+        capacity = max(total)
+        bins: list[list[int]] = []  # indices into rows
+        room: list[int] = []
+        for i in sorted(range(len(total)), key=lambda i: -total[i]):
+            for b, free in enumerate(room):
+                if free >= total[i]:
+                    bins[b].append(i)
+                    room[b] -= total[i]
+                    break
+            else:
+                bins.append([i])
+                room.append(capacity - total[i])
+        out = []
+        for start in range(0, len(bins), rows_per_micro):
+            group = bins[start : start + rows_per_micro]
+            members = [i for b in group for i in b]
+            out.append((rows[members], self._pack(rows, group, prompt_len, resp_len, capacity, device)))
+        return out
+
+    def _pack(self, rows, group, prompt_len, resp_len, capacity, device) -> Packed:
+        members = [i for b in group for i in b]
+        slot = {i: k for k, i in enumerate(members)}  # row of the output layout
+        width = max(int(resp_len[members].max()), 1)
+        ids = torch.full((len(group), capacity), 0, dtype=torch.long)
+        pos = torch.zeros((len(group), capacity), dtype=torch.long)
+        src_row, src_col, dst_row, dst_col, labels = [], [], [], [], []
+        for r, b in enumerate(group):
+            col = 0
+            for i in b:
+                pl, rl = int(prompt_len[i]), int(resp_len[i])
+                row = int(rows[i])
+                if pl:
+                    ids[r, col : col + pl] = self.prompt_ids[row, -pl:]
+                ids[r, col + pl : col + pl + rl] = self.response_ids[row, :rl]
+                pos[r, col : col + pl + rl] = torch.arange(pl + rl)
+                if rl and not pl:
+                    raise ValueError("packing needs a non-empty prompt before every response")
+                src_row += [r] * rl
+                src_col += range(col + pl, col + pl + rl)
+                dst_row += [slot[i]] * rl
+                dst_col += range(rl)
+                labels.append(self.response_ids[row, :rl])
+                col += pl + rl
+            if col < capacity:  # the rest of the row: a sequence of its own (positions restart), never read
+                pos[r, col:] = torch.arange(capacity - col)
+        as_long = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
+        return Packed(ids.to(device), pos.to(device), as_long(src_row), as_long(src_col), as_long(dst_row),
+                      as_long(dst_col), torch.cat(labels).to(device) if labels else as_long([]),
+                      (len(members), width))
+
+
+@dataclass
+class Packed:
+    """Sequences packed into rows (no padding inside a row): what `packed_response_logprobs` runs.
+
+    input_ids, position_ids: (R, C); positions restart at 0 at each sequence (and for the unused tail of a row).
+    src_row, src_col: (N,) where the N response tokens sit in the packed rows; labels (N,) those tokens.
+    dst_row, dst_col: (N,) where they go in the padded (n_seqs, T) layout ``out_shape`` of the loss.
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    src_row: torch.Tensor
+    src_col: torch.Tensor
+    dst_row: torch.Tensor
+    dst_col: torch.Tensor
+    labels: torch.Tensor
+    out_shape: tuple[int, int]
+
+
 def group_ids_for(examples: list[Example], n: int, group_key: str) -> torch.Tensor:
     """(P*G,) ids: one per prompt, refined by ``metadata[group_key]`` when given (Absolute Zero's TRR++)."""
     if not group_key:

@@ -38,7 +38,7 @@ from rlvr.trainer.batch import build_batch
 from rlvr.trainer.optim import make_optimizer
 from rlvr.trainer.policy import load_policy, load_tokenizer, make_reference, resolve_device, resolve_dtype
 from rlvr.trainer.progress import StepProgress
-from rlvr.trainer.update import prepare, update_policy
+from rlvr.trainer.update import UpdateRuntime, prepare, update_policy
 
 log = logging.getLogger("rlvr")
 
@@ -162,6 +162,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     engine = make_engine(cfg, model, tokenizer, device, dtype, [ex.prompt for ex in examples + held_out])
     sampler = PromptSampler(examples, cfg.rollout.prompts_per_step, seed=t.seed, shuffle=cfg.data.shuffle)
     optimizer, scheduler = make_optimizer(model.parameters(), t, t.steps * t.epochs * t.mini_batches)
+    runtime = UpdateRuntime.from_config(cfg, model)  # trainer.compile / packing / reuse_rollout_logprobs
     counters = {"step": 0, "kl_coef": a.kl_coef, "bad_streak": 0, "best_reward": -math.inf, "since_best": 0,
                 "reference_reset": False}
 
@@ -219,10 +220,10 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 advantages, pg_mask, loss_mask, prep_metrics = prepare(
                     model, reference, batch, a, counters["kl_coef"], t, cfg.rollout.temperature, device,
-                    compare_rollout=cfg.rollout.engine != "hf")
+                    compare_rollout=cfg.rollout.engine != "hf", runtime=runtime)
                 update_metrics, finite = update_policy(
                     model, optimizer, scheduler, batch, advantages, pg_mask, loss_mask, a, counters["kl_coef"], t,
-                    cfg.rollout.temperature, norm_len, device, generator)
+                    cfg.rollout.temperature, norm_len, device, generator, runtime)
                 metrics["time/update_s"] = time.perf_counter() - t0
                 metrics.update(engine.sync_weights(model))  # the next rollout samples from the new weights
                 metrics.update(reward_metrics(cfg, batch, groups, results))

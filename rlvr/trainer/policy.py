@@ -11,7 +11,9 @@ Lp + t - 1. Positions come from the attention mask, so left padding does not shi
 from __future__ import annotations
 
 import copy
+import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,6 +21,8 @@ import torch
 
 from rlvr.algorithms.logprobs import entropy_from_logits, token_logprobs
 from rlvr.config import ModelConfig
+
+log = logging.getLogger("rlvr")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -143,6 +147,62 @@ def _backbone_and_head(model: torch.nn.Module):
     return backbone, head
 
 
+def _call(module: torch.nn.Module, **kwargs):
+    return module(**kwargs)
+
+
+class Forward:
+    """Runs a module's forward, eagerly or through ``torch.compile`` (trainer.compile), falling back to eager.
+
+    ``forward(module, **kwargs)`` is ``module(**kwargs)``; with compile on, the call goes through a compiled
+    wrapper of that module (``dynamic=True``: one graph for every batch / width, one more without grad). The
+    wrapper shares the module's parameters; the module itself is never replaced, so its state_dict (checkpoints,
+    optimizer) keeps its own keys, never ``_orig_mod.``. ``guard(work)`` runs ``work()`` and, when compile is on
+    and anything raises inside it (first call or a later recompile), logs one warning with the reason,
+    turns compile off and runs ``work()`` again eagerly (callers make ``work`` restartable). ``compile_s`` is
+    the wall time of the guarded units that compiled (compile + their run), reported once as perf/compile_s.
+    """
+
+    def __init__(self, compile: bool = False):
+        self.enabled = compile
+        self.compiled: dict[int, object] = {}
+        self.compile_s = 0.0
+        self._reported = False
+
+    def __call__(self, module: torch.nn.Module, **kwargs):
+        if not self.enabled:
+            return module(**kwargs)
+        fn = self.compiled.get(id(module))
+        if fn is None:
+            fn = self.compiled[id(module)] = torch.compile(module, dynamic=True)
+        return fn(**kwargs)
+
+    def guard(self, work):
+        if not self.enabled:
+            return work()
+        compiled_before = len(self.compiled)
+        t0 = time.perf_counter()
+        try:
+            result = work()
+        except Exception as err:  # any failure (no compiler, an unsupported op, a peft wrapper ...): eager
+            log.warning("trainer.compile: torch.compile failed (%s: %s); the update runs eagerly from now on",
+                        type(err).__name__, str(err).strip().splitlines()[0][:300] if str(err).strip() else "")
+            self.enabled = False
+            self.compiled.clear()
+            return work()
+        if len(self.compiled) > compiled_before:
+            self.compile_s += time.perf_counter() - t0
+        return result
+
+    def settle(self) -> dict[str, float]:
+        """After an update: the compile time of the first update that compiled, once ({} otherwise)."""
+        if not self.enabled or self._reported or not self.compiled:
+            return {}
+        self._reported = True
+        log.info("trainer.compile: compiled the update's forward in %.1f s (compile + first run)", self.compile_s)
+        return {"perf/compile_s": self.compile_s}
+
+
 def response_logprobs(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -153,26 +213,68 @@ def response_logprobs(
     chunk_size: int,
     with_entropy: bool,
     entropy_grad: bool = False,
+    forward=None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of the response tokens.
 
     input_ids, attention_mask: (B, Lp + T) in the layout above; response_width = T.
     Returns logp (B, T) and entropy (B, T) or None, computed at ``temperature`` (as sampled), with memory bounded
-    by ``chunk_size`` x V through rlvr.algorithms.logprobs.token_logprobs.
+    by ``chunk_size`` x V through rlvr.algorithms.logprobs.token_logprobs. ``forward``: a `Forward` (compiled
+    or eager module calls); None calls the module directly.
     """
+    run = forward or _call
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     labels = input_ids[:, -response_width:]
     backbone, head = _backbone_and_head(model)
     if backbone is not None:
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                          use_cache=False).last_hidden_state
+        hidden = run(backbone, input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                     use_cache=False).last_hidden_state
         hidden = hidden[:, -response_width - 1 : -1]
         return token_logprobs(hidden, head.weight, labels, temperature=temperature, chunk_size=chunk_size,
                               with_entropy=with_entropy, entropy_grad=entropy_grad)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                   use_cache=False).logits[:, -response_width - 1 : -1].float() / temperature
+    logits = run(model, input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                 use_cache=False).logits[:, -response_width - 1 : -1].float() / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     if not with_entropy:
         return logp, None
     entropy = entropy_from_logits(logits)
     return logp, entropy if entropy_grad else entropy.detach()
+
+
+def packed_response_logprobs(
+    model: torch.nn.Module,
+    pack,
+    *,
+    temperature: float,
+    chunk_size: int,
+    with_entropy: bool,
+    entropy_grad: bool = False,
+    forward=None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`response_logprobs` for a `rlvr.trainer.batch.Packed` micro-batch: several sequences share a row, with
+    position ids restarting at 0 for each and no attention mask, from which transformers (masking_utils
+    ``find_packed_sequence_indices``) builds a block-diagonal causal mask: no token attends across sequences.
+    Returns logp / entropy (n_seqs, T) in the padded layout (0 outside the responses).
+    """
+    run = forward or _call
+    backbone, head = _backbone_and_head(model)
+    src = (pack.src_row, pack.src_col - 1)  # the column before a response token predicts it
+    if backbone is not None:
+        hidden = run(backbone, input_ids=pack.input_ids, position_ids=pack.position_ids,
+                     use_cache=False).last_hidden_state
+        lp, ent = token_logprobs(hidden[src].unsqueeze(0), head.weight, pack.labels.unsqueeze(0),
+                                 temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy,
+                                 entropy_grad=entropy_grad)
+        lp, ent = lp[0], ent[0] if ent is not None else None
+    else:
+        logits = run(model, input_ids=pack.input_ids, position_ids=pack.position_ids,
+                     use_cache=False).logits[src].float() / temperature
+        lp = torch.log_softmax(logits, dim=-1).gather(-1, pack.labels.unsqueeze(-1)).squeeze(-1)
+        ent = None
+        if with_entropy:
+            ent = entropy_from_logits(logits)
+            ent = ent if entropy_grad else ent.detach()
+    dst = (pack.dst_row, pack.dst_col)
+    logp = lp.new_zeros(pack.out_shape).index_put(dst, lp)
+    entropy = ent.new_zeros(pack.out_shape).index_put(dst, ent) if ent is not None else None
+    return logp, entropy

@@ -2,11 +2,20 @@
 optimizer steps, each accumulated over micro-batches.
 
 Gradient accumulation is exact: every micro-batch loss is normalised by the counts of its whole mini-batch
-(``num_seqs`` / ``num_tokens``), so the summed micro losses equal the mini-batch loss.
+(``num_seqs`` / ``num_tokens``), so the summed micro losses equal the mini-batch loss. That is also why the
+speed options may regroup rows freely (an `UpdateRuntime`, kept across steps by the loop):
+
+- trainer.compile: the forward passes go through ``torch.compile`` (policy.Forward; eager fallback, warned);
+- trainer.packing: a mini-batch's sequences are packed into rows of the longest one's length (block-diagonal
+  causal attention, positions restarting per sequence) instead of padded micro-batches (batch.Packed);
+- trainer.reuse_rollout_logprobs: with the HF engine sampling exactly softmax(logits / T) from the policy
+  itself (top_k 0, top_p 1, no dropout), old_logp is the engine's sampled-token log-probs instead of a no-grad
+  pass; checked once against a recomputation on one micro-batch (REUSE_TOL), abandoned with a warning if off.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 
@@ -17,36 +26,125 @@ from rlvr.algorithms.entropy import forking_token_mask
 from rlvr.algorithms.rollout_correction import rollout_is_weights
 from rlvr.config import AlgorithmConfig, TrainerConfig
 from rlvr.trainer.batch import RolloutBatch
-from rlvr.trainer.policy import Reference, response_logprobs
+from rlvr.trainer.policy import Forward, Reference, packed_response_logprobs, response_logprobs
+
+log = logging.getLogger("rlvr")
+
+# Largest |rollout log-prob - recomputed log-prob| over a checked micro-batch's response tokens for which the
+# rollout's log-probs stand in for old_logp. fp32: generation (KV cache, one token at a time) and the full
+# forward differ by float rounding only (~1e-6 measured on the demo model); 1e-4 leaves room for longer
+# sequences. bf16 / fp16: the two passes round differently (~1e-2), so the bar is looser.
+REUSE_TOL = {torch.float32: 1e-4, torch.float64: 1e-4, torch.bfloat16: 5e-2, torch.float16: 5e-2}
+
+
+def reuse_refusal(cfg, model) -> str:
+    """Why the rollout's log-probs cannot stand in for old_logp ("" when they can, subject to the runtime check):
+    they must be the policy's own softmax(logits / T) at the update's precision and in the same mode."""
+    r = cfg.rollout
+    if cfg.trainer.reuse_rollout_logprobs == "never":
+        return "trainer.reuse_rollout_logprobs is never"
+    if r.engine != "hf":
+        return f"rollout.engine is {r.engine}, not the policy itself (hf)"
+    if r.top_k != 0 or r.top_p < 1.0:
+        return f"rollout.top_k = {r.top_k} / top_p = {r.top_p} truncate the sampling distribution"
+    if r.temperature <= 0:
+        return "greedy rollouts"
+    for name, module in model.named_modules():  # generation runs in eval mode, the update in train mode
+        if isinstance(module, torch.nn.Dropout) and module.p > 0:
+            return f"dropout p = {module.p} in {name or 'the model'}"
+    return ""
+
+
+class UpdateRuntime:
+    """What the speed options keep across steps: the (compiled) forward, packing, and the reuse decision.
+
+    ``reuse``: the configuration allows old_logp = rollout log-probs (`reuse_refusal` gave ""); the first batch
+    that would use them checks them (``reuse_checked``) and a mismatch turns reuse off for the rest of the run.
+    """
+
+    def __init__(self, compile: bool = False, packing: bool = False, reuse: bool = False):
+        self.forward = Forward(compile)
+        self.packing = packing
+        self.reuse = reuse
+        self.reuse_checked = False
+
+    @classmethod
+    def from_config(cls, cfg, model) -> "UpdateRuntime":
+        refusal = reuse_refusal(cfg, model)
+        if refusal and cfg.trainer.reuse_rollout_logprobs != "never":
+            log.info("old log-probs are recomputed (not the rollout's): %s", refusal)
+        return cls(cfg.trainer.compile, cfg.trainer.packing, reuse=not refusal)
+
+    def micro_batches(self, batch: RolloutBatch, rows: torch.Tensor, size: int, device) -> list:
+        """[(rows, Packed or None)]: packed rows with trainer.packing, otherwise slices of ``size`` rows."""
+        if self.packing:
+            return batch.packed_micro_batches(rows, size, device)
+        return [(r, None) for r in _micro_batches(rows, size)]
 
 
 def _micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+def _forward(model, batch: RolloutBatch, rows, pack, device, forward, **kwargs):
+    """logp, entropy (len(rows), width) and width of one micro-batch, padded (pack None) or packed."""
+    if pack is not None:
+        logp, entropy = packed_response_logprobs(model, pack, forward=forward, **kwargs)
+        return logp, entropy, pack.out_shape[1]
+    ids, mask, width = batch.model_inputs(rows, device)
+    logp, entropy = response_logprobs(model, ids, mask, width, forward=forward, **kwargs)
+    return logp, entropy, width
+
+
 @torch.no_grad()
-def _logprobs_of(model, batch: RolloutBatch, rows_list, device, temperature, chunk, with_entropy):
-    """(B, T) log-probs (and entropies) of every response, computed micro-batch by micro-batch without grad."""
+def _logprobs_of(model, batch: RolloutBatch, rows_list, device, temperature, chunk, with_entropy, forward=None):
+    """(B, T) log-probs (and entropies) of every response, computed micro-batch by micro-batch without grad.
+    rows_list: row tensors, or (rows, Packed or None) pairs."""
     b, t = batch.response_ids.shape
     logp = torch.zeros(b, t)
     entropy = torch.zeros(b, t) if with_entropy else None
-    for rows in rows_list:
-        ids, mask, width = batch.model_inputs(rows, device)
-        lp, ent = response_logprobs(model, ids, mask, width, temperature=temperature, chunk_size=chunk,
-                                    with_entropy=with_entropy)
+    for item in rows_list:
+        rows, pack = item if isinstance(item, tuple) else (item, None)
+        lp, ent, width = _forward(model, batch, rows, pack, device, forward, temperature=temperature,
+                                  chunk_size=chunk, with_entropy=with_entropy)
         logp[rows, :width] = lp.float().cpu()
         if with_entropy:
             entropy[rows, :width] = ent.float().cpu()
     return logp, entropy
 
 
+def _reused_old_logp(runtime: UpdateRuntime, model, batch: RolloutBatch, micros, device, temperature, chunk,
+                     metrics) -> torch.Tensor | None:
+    """batch.rollout_logp as old_logp, checked against a recomputation on one micro-batch the first time; None
+    (and reuse off from now on) when they differ by more than REUSE_TOL."""
+    if not runtime.reuse_checked:
+        rows, pack = micros[0]
+        check, _ = _logprobs_of(model, batch, [(rows, pack)], device, temperature, chunk, False,
+                                runtime.forward)
+        mask = batch.response_mask[rows]
+        diff = float((check[rows] - batch.rollout_logp[rows]).abs().masked_fill(~mask, 0).max())
+        dtype = next(model.parameters()).dtype
+        tol = REUSE_TOL.get(dtype, 5e-2)
+        runtime.reuse_checked = True
+        metrics["perf/reuse_check_diff"] = diff
+        if not diff <= tol:  # NaN fails too
+            runtime.reuse = False
+            log.warning("the rollout's log-probs differ from the policy's recomputed ones by up to %.3g (> %.0e "
+                        "for %s): old log-probs are recomputed for the rest of the run", diff, tol, dtype)
+            return None
+        log.info("old log-probs: the rollout's (max diff %.2g to a recomputation on %d rows)", diff, len(rows))
+    return batch.rollout_logp.masked_fill(~batch.response_mask, 0.0)
+
+
 def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: AlgorithmConfig, kl_coef: float,
-            trainer: TrainerConfig, temperature: float, device, compare_rollout: bool = False):
+            trainer: TrainerConfig, temperature: float, device, compare_rollout: bool = False,
+            runtime: UpdateRuntime | None = None):
     """Fill batch.old_logp / batch.ref_logp / batch.is_weights where needed.
 
     compare_rollout: the completions come from another engine than the policy (vLLM): recompute old_logp even
     for a single update and report how far the engine's log-probs are from it (``rollout/*`` metrics), the
     diagnostic of rollout correction (algorithm.rollout_is), which needs old_logp as well.
+    runtime: the speed options (module docstring); None = eager, padded, always recomputed.
 
     Returns advantages (B, T), pg_mask (B, T) (tokens in the policy-gradient loss: the response, minus truncated
     completions with overlong filtering, restricted to forking tokens when entropy_top_frac < 1, minus tokens a
@@ -56,20 +154,33 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     entropy of the policy that sampled (equal to the current policy on the first epoch), so that the
     token-mean denominator is known before the micro-batches run.
     """
-    rows_all = _micro_batches(torch.arange(len(batch)), trainer.micro_batch_size)
+    runtime = runtime or UpdateRuntime()
+    micros = runtime.micro_batches(batch, torch.arange(len(batch)), trainer.micro_batch_size, device)
+    perf: dict[str, float] = {}
     loss_mask = batch.response_mask.clone()
     if algo.overlong_filter:
         loss_mask &= ~batch.truncated.unsqueeze(-1)
     forking = algo.entropy_top_frac < 1.0
     several_updates = trainer.epochs * trainer.mini_batches > 1
     correct = batch.rollout_logp is not None and (compare_rollout or algo.rollout_is != "none")
+    fwd, chunk = runtime.forward, algo.logprob_chunk
     if several_updates or forking or algo.kl_in == "reward" or correct:
-        batch.old_logp, old_entropy = _logprobs_of(model, batch, rows_all, device, temperature,
-                                                   algo.logprob_chunk, forking)
+        # forking needs the old entropy, and rollout correction compares old_logp with the rollout's: recompute
+        reused = None
+        if runtime.reuse and not forking and not correct and batch.rollout_logp is not None:
+            reused = fwd.guard(lambda: _reused_old_logp(runtime, model, batch, micros, device, temperature, chunk,
+                                                        perf))
+        perf["perf/old_logp_reused"] = float(reused is not None)
+        if reused is not None:
+            batch.old_logp, old_entropy = reused, None
+        else:
+            batch.old_logp, old_entropy = fwd.guard(
+                lambda: _logprobs_of(model, batch, micros, device, temperature, chunk, forking, fwd))
     if reference is not None:
         with reference.active() as ref_model:
-            batch.ref_logp, _ = _logprobs_of(ref_model, batch, rows_all, device, temperature,
-                                             algo.logprob_chunk, False)
+            ref_fwd = fwd if reference.model is not None else None  # a LoRA reference (adapters off): eager
+            batch.ref_logp, _ = fwd.guard(
+                lambda: _logprobs_of(ref_model, batch, micros, device, temperature, chunk, False, ref_fwd))
     token_kl = None
     if algo.kl_in == "reward" and batch.ref_logp is not None:
         token_kl = KL_ESTIMATORS.get(algo.kl_estimator)(batch.old_logp, batch.ref_logp)
@@ -80,7 +191,7 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     pg_mask = loss_mask
     if forking:
         pg_mask = forking_token_mask(old_entropy, loss_mask, algo.entropy_top_frac)
-    metrics = {f"adv/{k}": v for k, v in metrics.items()}
+    metrics = {**{f"adv/{k}": v for k, v in metrics.items()}, **perf}
     if correct:  # Yao et al. 2025: weight the pg term by min(pi_old / pi_rollout, C); mask modes drop tokens
         weights, keep, is_metrics = rollout_is_weights(batch.old_logp, batch.rollout_logp, batch.response_mask,
                                                        algo.rollout_is, algo.rollout_is_cap)
@@ -93,8 +204,10 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
 
 def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, pg_mask, loss_mask,
                   algo: AlgorithmConfig, kl_coef: float, trainer: TrainerConfig, temperature: float,
-                  norm_len: int, device, generator: torch.Generator) -> tuple[dict[str, float], bool]:
+                  norm_len: int, device, generator: torch.Generator,
+                  runtime: UpdateRuntime | None = None) -> tuple[dict[str, float], bool]:
     """Run trainer.epochs x trainer.mini_batches optimizer steps. Returns (metrics, all_steps_finite)."""
+    runtime = runtime or UpdateRuntime()
     policy_loss = POLICY_LOSSES.get(algo.loss)
     aggregate = AGGREGATIONS.get(algo.agg)
     kl_fn = KL_ESTIMATORS.get(algo.kl_estimator)
@@ -102,47 +215,55 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
     sums: dict[str, float] = defaultdict(float)
     updates = 0
     all_finite = True
+
+    def accumulate(mini):
+        """zero_grad, then forward/backward of every micro-batch of ``mini``: (summed loss, metric sums).
+        Restartable (the compile fallback runs it again eagerly)."""
+        # whole-mini-batch counts; a row with no token in the loss (e.g. overlong-filtered) is no sequence
+        pg_seqs, num_seqs = int(pg_mask[mini].any(-1).sum()), int(loss_mask[mini].any(-1).sum())
+        pg_tokens, tokens = int(pg_mask[mini].sum()), int(loss_mask[mini].sum())
+        total, mini_sums = 0.0, defaultdict(float)
+        optimizer.zero_grad(set_to_none=True)
+        for rows, pack in runtime.micro_batches(batch, mini, trainer.micro_batch_size, device):
+            logp, entropy, width = _forward(
+                model, batch, rows, pack, device, runtime.forward, temperature=temperature,
+                chunk_size=algo.logprob_chunk, with_entropy=True, entropy_grad=algo.entropy_coef > 0,
+            )
+            cut = lambda x: x[rows][:, :width].to(device)  # noqa: E731
+            old = cut(batch.old_logp) if batch.old_logp is not None else logp.detach()
+            loss, m = policy_loss(
+                logp, old, cut(advantages), cut(pg_mask), clip_low=algo.clip_low, clip_high=algo.clip_high,
+                dual_clip=algo.dual_clip, agg=algo.agg, agg_norm_len=norm_len, num_seqs=max(pg_seqs, 1),
+                num_tokens=max(pg_tokens, 1),
+                is_weights=cut(batch.is_weights) if batch.is_weights is not None else None,
+            )
+            lmask = cut(loss_mask)
+            if batch.ref_logp is not None:
+                kl = kl_fn(logp, cut(batch.ref_logp))
+                kl_term = aggregate(kl, lmask, norm_len=norm_len, num_seqs=max(num_seqs, 1),
+                                    num_tokens=max(tokens, 1))
+                m["kl"] = kl_term.detach()
+                if algo.kl_in == "loss":
+                    loss = loss + kl_coef * kl_term
+            ent_term = aggregate(entropy, lmask, norm_len=norm_len, num_seqs=max(num_seqs, 1),
+                                 num_tokens=max(tokens, 1))
+            m["entropy"] = ent_term.detach()
+            if algo.entropy_coef > 0:
+                loss = loss - algo.entropy_coef * ent_term
+            loss.backward()
+            total += float(loss.detach())
+            for key, value in m.items():
+                # kl / entropy terms are already normalised by the mini-batch counts: their sum is the mean
+                share = 1.0 if key in ("kl", "entropy") else len(rows) / len(mini)
+                mini_sums[key] += float(value) * share
+        return total, mini_sums
+
     for _ in range(trainer.epochs):
         order = torch.randperm(len(batch), generator=generator)
         for mini in torch.tensor_split(order, min(trainer.mini_batches, len(batch))):  # a short dynamic batch
-            # whole-mini-batch counts; a row with no token in the loss (e.g. overlong-filtered) is no sequence
-            pg_seqs, num_seqs = int(pg_mask[mini].any(-1).sum()), int(loss_mask[mini].any(-1).sum())
-            pg_tokens, tokens = int(pg_mask[mini].sum()), int(loss_mask[mini].sum())
-            total = 0.0
-            optimizer.zero_grad(set_to_none=True)
-            for rows in _micro_batches(mini, trainer.micro_batch_size):
-                ids, mask, width = batch.model_inputs(rows, device)
-                logp, entropy = response_logprobs(
-                    model, ids, mask, width, temperature=temperature, chunk_size=algo.logprob_chunk,
-                    with_entropy=True, entropy_grad=algo.entropy_coef > 0,
-                )
-                cut = lambda x: x[rows][:, :width].to(device)  # noqa: E731
-                old = cut(batch.old_logp) if batch.old_logp is not None else logp.detach()
-                loss, m = policy_loss(
-                    logp, old, cut(advantages), cut(pg_mask), clip_low=algo.clip_low, clip_high=algo.clip_high,
-                    dual_clip=algo.dual_clip, agg=algo.agg, agg_norm_len=norm_len, num_seqs=max(pg_seqs, 1),
-                    num_tokens=max(pg_tokens, 1),
-                    is_weights=cut(batch.is_weights) if batch.is_weights is not None else None,
-                )
-                lmask = cut(loss_mask)
-                if batch.ref_logp is not None:
-                    kl = kl_fn(logp, cut(batch.ref_logp))
-                    kl_term = aggregate(kl, lmask, norm_len=norm_len, num_seqs=max(num_seqs, 1),
-                                        num_tokens=max(tokens, 1))
-                    m["kl"] = kl_term.detach()
-                    if algo.kl_in == "loss":
-                        loss = loss + kl_coef * kl_term
-                ent_term = aggregate(entropy, lmask, norm_len=norm_len, num_seqs=max(num_seqs, 1),
-                                     num_tokens=max(tokens, 1))
-                m["entropy"] = ent_term.detach()
-                if algo.entropy_coef > 0:
-                    loss = loss - algo.entropy_coef * ent_term
-                loss.backward()
-                total += float(loss.detach())
-                for key, value in m.items():
-                    # kl / entropy terms are already normalised by the mini-batch counts: their sum is the mean
-                    share = 1.0 if key in ("kl", "entropy") else len(rows) / len(mini)
-                    sums[key] += float(value) * share
+            total, mini_sums = runtime.forward.guard(lambda: accumulate(mini))
+            for key, value in mini_sums.items():
+                sums[key] += value
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, trainer.max_grad_norm or math.inf))
             finite = math.isfinite(total) and math.isfinite(grad_norm)
             if finite:
@@ -156,4 +277,5 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
             updates += 1
     metrics = {key: value / updates for key, value in sums.items()}
     metrics["optimizer_steps"] = float(updates)
+    metrics.update(runtime.forward.settle())
     return metrics, all_finite
