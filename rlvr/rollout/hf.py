@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 DECODE_MODES = ("loop", "generate")
 CACHE_MODES = ("static", "dynamic")
-CACHE_LEN_BUCKET = 64  # the static cache holds width + max_new_tokens rounded up to this: fewer compiled shapes
+CACHE_LEN_BUCKET = 32  # the static cache holds width + max_new_tokens rounded up to this: fewer compiled shapes
 MIN_COMPILED_ROWS = 8  # with compile, compaction stops at this many rows (each batch size is one compiled graph)
 RECOMPILE_LIMIT = 64  # dynamo's per-function limit (default 8) while the decode step runs: batch x cache shapes
 
