@@ -8,6 +8,7 @@ speed options may regroup rows freely (an `UpdateRuntime`, kept across steps by 
 - trainer.compile: the forward passes go through ``torch.compile`` (policy.Forward; eager fallback, warned);
 - trainer.packing: a mini-batch's sequences are packed into rows of the longest one's length (block-diagonal
   causal attention, positions restarting per sequence) instead of padded micro-batches (batch.Packed);
+  checked once against the padded log-probs on one packed row, abandoned with a warning if off;
 - trainer.reuse_rollout_logprobs: with the HF engine sampling exactly softmax(logits / T) from the policy
   itself (top_k 0, top_p 1, no dropout), old_logp is the engine's sampled-token log-probs instead of a no-grad
   pass; checked once against a recomputation on one micro-batch (REUSE_TOL), abandoned with a warning if off.
@@ -67,6 +68,30 @@ class UpdateRuntime:
         self.packing = packing
         self.reuse = reuse
         self.reuse_checked = False
+        self.packing_checked = False
+
+    def check_packing(self, model, batch: RolloutBatch, device, temperature, chunk, metrics) -> None:
+        """Once, on the first packed row holding two or more sequences: its log-probs must equal the padded
+        ones (a model whose attention ignores packed position ids would let sequences see each other);
+        otherwise warn and pad from now on."""
+        packed = batch.packed_micro_batches(torch.arange(len(batch)), 1, device)
+        shared = next(((rows, pack) for rows, pack in packed if len(rows) >= 2), None)
+        if shared is None:
+            return
+        rows, pack = shared
+        kwargs = dict(temperature=temperature, chunk_size=chunk, with_entropy=False)
+        with torch.no_grad():
+            got, _, width = _forward(model, batch, rows, pack, device, None, **kwargs)
+            want, _, _ = _forward(model, batch, rows, None, device, None, **kwargs)
+        mask = batch.response_mask[rows][:, :width].to(device)
+        diff = float((got.float() - want.float()[:, :width]).abs().masked_fill(~mask, 0).max())
+        tol = REUSE_TOL.get(next(model.parameters()).dtype, 5e-2)
+        self.packing_checked = True
+        metrics["perf/packing_check_diff"] = diff
+        if not diff <= tol:
+            self.packing = False
+            log.warning("trainer.packing: packed log-probs differ from the padded ones by up to %.3g (> %.0e): this "
+                        "model's attention does not keep packed sequences apart; padding from now on", diff, tol)
 
     @classmethod
     def from_config(cls, cfg, model) -> "UpdateRuntime":
@@ -155,8 +180,10 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     token-mean denominator is known before the micro-batches run.
     """
     runtime = runtime or UpdateRuntime()
-    micros = runtime.micro_batches(batch, torch.arange(len(batch)), trainer.micro_batch_size, device)
     perf: dict[str, float] = {}
+    if runtime.packing and not runtime.packing_checked:
+        runtime.check_packing(model, batch, device, temperature, algo.logprob_chunk, perf)
+    micros = runtime.micro_batches(batch, torch.arange(len(batch)), trainer.micro_batch_size, device)
     loss_mask = batch.response_mask.clone()
     if algo.overlong_filter:
         loss_mask &= ~batch.truncated.unsqueeze(-1)

@@ -135,15 +135,41 @@ def test_packing_with_a_reference(model):
     assert_same_weights(padded, packed)
 
 
+def test_packing_is_checked_once_and_dropped_when_sequences_leak(model, monkeypatch, caplog):
+    batch = varied_batch()
+    runtime = UpdateRuntime(packing=True)
+    _, m = run_update(model, batch, runtime, steps=2)
+    assert m[0]["perf/packing_check_diff"] <= 1e-5 and "perf/packing_check_diff" not in m[1]
+    assert runtime.packing
+
+    import rlvr.trainer.update as update
+
+    real = update.packed_response_logprobs
+
+    def leaky(*args, **kwargs):  # as if the attention ignored the packed position ids
+        logp, entropy = real(*args, **kwargs)
+        return logp - 0.1 * (logp != 0), entropy
+
+    monkeypatch.setattr(update, "packed_response_logprobs", leaky)
+    padded, _ = run_update(model, batch, UpdateRuntime())
+    runtime = UpdateRuntime(packing=True)
+    with caplog.at_level(logging.WARNING, logger="rlvr"):
+        checked, m = run_update(model, batch, runtime)
+    assert not runtime.packing and m[0]["perf/packing_check_diff"] == pytest.approx(0.1, abs=1e-4)
+    assert sum("does not keep packed sequences apart" in r.getMessage() for r in caplog.records) == 1
+    assert_same_weights(padded, checked, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------- compile
 
 
 @pytest.mark.slow
-def test_compile_matches_eager_for_two_steps(model):
+@pytest.mark.parametrize("packing", [False, True])
+def test_compile_matches_eager_for_two_steps(model, packing):
     batch = varied_batch(b=8, max_resp=20)
     algo = AlgorithmConfig(agg="seq-mean-token-mean")
     eager, m_eager = run_update(model, batch, UpdateRuntime(), algo, micro=3, epochs=2, steps=2)
-    runtime = UpdateRuntime(compile=True)
+    runtime = UpdateRuntime(compile=True, packing=packing)
     compiled, m_comp = run_update(model, batch, runtime, algo, micro=3, epochs=2, steps=2)
     assert runtime.forward.enabled, "compile fell back to eager"
     assert "perf/compile_s" in m_comp[0] and "perf/compile_s" not in m_comp[1]
