@@ -4,7 +4,9 @@ losses, gradients and weights; compile falls back to eager; reuse is refused whe
 from __future__ import annotations
 
 import copy
+import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -334,3 +336,29 @@ def test_config_keys_are_validated():
     cfg.trainer.reuse_rollout_logprobs = "sometimes"
     with pytest.raises(ConfigError, match="reuse_rollout_logprobs"):
         validate(cfg)
+
+
+# ---------------------------------------------------------------------------------------------- in the loop
+
+
+def test_train_with_packing_and_reuse_matches_the_default_path(tmp_path, tiny_model_dir, arithmetic_jsonl):
+    """`rlvr train` with epochs 2: packing + reused rollout log-probs give step 1's loss / grad norm of the
+    padded, recomputed default (the same rollouts: same seeds and weights)."""
+    from tests.trainer.test_trainer_loop import make_cfg
+
+    from rlvr.config import config_from_dict
+    from rlvr.trainer import train
+
+    runs = {}
+    for name, extra in {"default": {"reuse_rollout_logprobs": "never"}, "fast": {"packing": True}}.items():
+        cfg = config_from_dict(make_cfg(tmp_path / name, tiny_model_dir, arithmetic_jsonl,
+                                        trainer={"steps": 1, "epochs": 2, "lr": 1e-2, **extra}))
+        train(cfg)
+        runs[name] = json.loads((Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()[0])
+    default, fast = runs["default"], runs["fast"]
+    assert default["reward/mean"] == fast["reward/mean"]
+    assert default["perf/old_logp_reused"] == 0.0 and fast["perf/old_logp_reused"] == 1.0
+    assert fast["perf/reuse_check_diff"] <= 1e-4
+    assert fast.get("perf/packing_check_diff", 0.0) <= 1e-4  # present only when two sequences shared a row
+    assert default["loss"] == pytest.approx(fast["loss"], abs=1e-5)
+    assert default["grad_norm"] == pytest.approx(fast["grad_norm"], rel=1e-4)
