@@ -16,7 +16,7 @@ geometrically) to show what dropping finished rows buys.
 Every setting is timed ``--repeats`` times after one warm-up call (which, for compile, is where compilation happens:
 its seconds are printed separately, from ``engine.compile_seconds``); the table shows the median. Tokens/s counts
 the tokens actually generated (up to and including EOS); the ratio is against raw `generate` measured in the same
-run and shape. Generation runs under torch's default thread count.
+run and shape. Generation runs under torch's default thread count unless ``--threads`` says otherwise.
 """
 
 from __future__ import annotations
@@ -124,7 +124,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ragged", action="store_true", help="also a run with 10%% of the vocabulary as EOS")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled loop")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; prompts {PROMPT_TOKENS} tokens, "
           f"{NEW_TOKENS} new tokens, T=1, median of {args.repeats}")
     table = []
@@ -142,7 +145,8 @@ def main() -> None:
     compiled = [r for r in table if "compile" in r["name"]]
     if compiled:
         print()
-        print("compile seconds (one engine per row; its warm-up call plus any new batch shape in the repeats):")
+        print("compile seconds (one engine per row; its warm-up call plus any new batch shape in the repeats; 0 = "
+              "every shape was compiled by an earlier engine of this process, whose graphs it reused):")
         for r in compiled:
             print(f"  {r['shape']} B={r['rows']}: {r['compile_s']:.1f} s")
 
