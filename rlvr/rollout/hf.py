@@ -265,7 +265,7 @@ class HFRolloutEngine:
             if greedy:
                 token = scores.argmax(-1)
             else:  # one uniform per output row and step, whatever the batch holds: compaction-independent
-                uniform = torch.rand(rows_total, dtype=torch.float64).to(dev)
+                uniform = torch.rand(rows_total, dtype=torch.float64).to(dev, _cdf_dtype(dev))
                 token = _inverse_cdf_sample(scores, uniform[rows])
             logp = torch.log_softmax(scores, dim=-1).gather(1, token[:, None]).squeeze(1)
             tokens[rows[live], t] = token[live]
@@ -384,6 +384,11 @@ def _compacted_size(live: int, capacity: int, floor: int) -> int:
     return capacity
 
 
+def _cdf_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the cumulative sums and uniforms, except on MPS (no float64 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _inverse_cdf_sample(scores: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """One token per row from softmax(scores), the row's ``uniform`` in [0, 1) picking it by inverse CDF.
 
@@ -391,7 +396,7 @@ def _inverse_cdf_sample(scores: torch.Tensor, uniform: torch.Tensor) -> torch.Te
     probability 0 (warped to -inf) are never drawn: the first index whose CDF exceeds u * total has p > 0.
     """
     probs = torch.softmax(scores, dim=-1)  # float32, as generate() computes it
-    cdf = probs.double().cumsum(dim=-1)
+    cdf = probs.to(_cdf_dtype(scores.device)).cumsum(dim=-1)
     total = cdf[:, -1:]
     target = torch.minimum(uniform[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))
     token = torch.searchsorted(cdf, target, right=True).squeeze(1)
