@@ -325,6 +325,27 @@ def test_compiled_decode_step_gives_the_same_greedy_tokens_and_compiles_once(cap
     assert _tokens(sampled) == _tokens(eager.generate(PROMPTS, 2, max_new_tokens=12, temperature=0.7, top_k=5))
 
 
+@pytest.mark.slow
+def test_a_peft_lora_model_compiles_too():
+    from peft import LoraConfig, get_peft_model
+
+    tokenizer = build_char_tokenizer()
+    base = build_tiny_llama(tokenizer, hidden=32, layers=2, heads=2, seed=0)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    eager = _tokens(HFRolloutEngine(model, tokenizer).generate(PROMPTS, 2, max_new_tokens=12, temperature=0))
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    engine = HFRolloutEngine(model, tokenizer, compile=True)
+    assert _tokens(engine.generate(PROMPTS, 2, max_new_tokens=12, temperature=0)) == eager
+    assert engine.compile and not engine.fallback_reason, engine.fallback_reason
+    assert counters["stats"]["unique_graphs"] > graphs  # dynamo traced the peft forward (no silent eager run)
+
+
 def test_config_keys_validate_and_reach_the_engine():
     from rlvr.rollout import make_engine
 
