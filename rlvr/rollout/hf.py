@@ -206,7 +206,6 @@ class HFRolloutEngine:
         scores = capture.finish(out.sequences[:, width:]).float().cpu()  # (chunk*n, T)
         return self._completions(generated, scores, prompt_ids, n, copies)
 
-
     # ------------------------------------------------------------------------------------------------------
     # decode: loop
 
