@@ -117,8 +117,9 @@ class HFRolloutConfig:
     """Settings of the HF engine (rollout.engine: hf); see docs/rollout.md."""
 
     decode: str = "loop"  # loop (our decode loop, finished rows dropped) | generate (transformers generate)
-    compile: bool = False  # torch.compile the loop's one-token step (needs decode loop, cache static)
-    cache: str = "static"  # the loop's KV cache: static (preallocated) | dynamic (grows); generate ignores it
+    compile: bool = False  # torch.compile the loop's one-token step (needs decode loop and a static cache)
+    cache: str = "auto"  # the loop's KV cache: static (preallocated) | dynamic (grows) | auto (static when compiled,
+    # else dynamic: eager, a dynamic cache attends only over what is filled and is faster); generate ignores it
 
 
 @dataclass
@@ -510,8 +511,8 @@ def validate(cfg: RunConfig) -> None:
     _choice("rollout.engine", r.engine, ["hf", "vllm"])
     _choice("rollout.vllm.dtype", r.vllm.dtype, ["auto", "float32", "bfloat16", "float16"])
     _choice("rollout.hf.decode", r.hf.decode, ["loop", "generate"])
-    _choice("rollout.hf.cache", r.hf.cache, ["static", "dynamic"])
-    if r.hf.compile and (r.hf.decode != "loop" or r.hf.cache != "static"):
+    _choice("rollout.hf.cache", r.hf.cache, ["auto", "static", "dynamic"])
+    if r.hf.compile and (r.hf.decode != "loop" or r.hf.cache == "dynamic"):
         raise ConfigError(f"rollout.hf.compile compiles the decode loop's one-token step over a static cache; it "
                           f"needs rollout.hf.decode: loop and rollout.hf.cache: static (got decode "
                           f"{r.hf.decode!r}, cache {r.hf.cache!r})")

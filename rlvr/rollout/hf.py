@@ -41,7 +41,7 @@ from rlvr.types import Completion
 logger = logging.getLogger(__name__)
 
 DECODE_MODES = ("loop", "generate")
-CACHE_MODES = ("static", "dynamic")
+CACHE_MODES = ("auto", "static", "dynamic")
 CACHE_LEN_BUCKET = 32  # the static cache holds width + max_new_tokens rounded up to this: fewer compiled shapes
 MIN_COMPILED_ROWS = 8  # with compile, compaction stops at this many rows (each batch size is one compiled graph)
 RECOMPILE_LIMIT = 64  # dynamo's per-function limit (default 8) while the decode step runs: batch x cache shapes
@@ -62,11 +62,13 @@ class HFRolloutEngine:
     """
 
     def __init__(self, model, tokenizer, device: torch.device | str = "cpu", add_special_tokens: bool = True, *,
-                 decode: str = "loop", cache: str = "static", compile: bool = False, compact: bool = True):
+                 decode: str = "loop", cache: str = "auto", compile: bool = False, compact: bool = True):
         if decode not in DECODE_MODES:
             raise ValueError(f"decode: {decode!r} is not one of {', '.join(DECODE_MODES)}")
         if cache not in CACHE_MODES:
             raise ValueError(f"cache: {cache!r} is not one of {', '.join(CACHE_MODES)}")
+        if cache == "auto":  # eager: the dynamic cache attends over what is filled (faster, docs/performance.md)
+            cache = "static" if compile else "dynamic"
         if compile and (decode != "loop" or cache != "static"):
             raise ValueError("compile compiles the loop's one-token step over a static cache: it needs decode 'loop' "
                              "and cache 'static'")
@@ -102,16 +104,27 @@ class HFRolloutEngine:
         top_k: int = 0,
         batch_size: int = 0,
     ) -> list[list[Completion]]:
-        """P prompts -> P lists of n completions. ``batch_size`` caps completions per generate call (0 = all)."""
+        """P prompts -> P lists of n completions. ``batch_size`` caps completions per decode call (0 = all): whole
+        groups are batched together, and a group larger than ``batch_size`` (many rollouts per prompt, BroRL) is
+        sampled in pieces of ``batch_size``, so memory is bounded by ``batch_size``, not by n."""
         encoded = [self.tokenizer(p, add_special_tokens=self.add_special_tokens)["input_ids"] for p in prompts]
         per_call = max(1, (batch_size or len(prompts) * n) // n)
+        piece = batch_size if 0 < batch_size < n and temperature != 0 else n  # greedy decodes one row per prompt
         results: list[list[Completion]] = []
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, len(prompts), per_call):
                 chunk = encoded[start : start + per_call]
-                results.extend(self._chunk(chunk, n, max_new_tokens, temperature, top_p, top_k))
+                if piece == n:
+                    results.extend(self._chunk(chunk, n, max_new_tokens, temperature, top_p, top_k))
+                    continue
+                for ids in chunk:  # one prompt per call, its n samples in pieces
+                    group: list[Completion] = []
+                    for done in range(0, n, piece):
+                        k = min(piece, n - done)
+                        group.extend(self._chunk([ids], k, max_new_tokens, temperature, top_p, top_k)[0])
+                    results.append(group)
         finally:
             self.model.train(was_training)
             if self._pending_compile:

@@ -351,10 +351,10 @@ def test_config_keys_validate_and_reach_the_engine():
 
     base = {"model": {"path": "tiny"}, "data": {"source": "x.jsonl"}}
     cfg = config_from_dict(base, [])
-    assert (cfg.rollout.hf.decode, cfg.rollout.hf.compile, cfg.rollout.hf.cache) == ("loop", False, "static")
+    assert (cfg.rollout.hf.decode, cfg.rollout.hf.compile, cfg.rollout.hf.cache) == ("loop", False, "auto")
     for overrides, message in [
         (["rollout.hf.decode=loops"], "rollout.hf.decode: 'loops' is not one of loop, generate; did you mean 'loop'"),
-        (["rollout.hf.cache=paged"], "rollout.hf.cache: 'paged' is not one of static, dynamic"),
+        (["rollout.hf.cache=paged"], "rollout.hf.cache: 'paged' is not one of auto, static, dynamic"),
         (["rollout.hf.compile=true", "rollout.hf.decode=generate"], "rollout.hf.compile .* needs rollout.hf.decode"),
         (["rollout.hf.compile=true", "rollout.hf.cache=dynamic"], "rollout.hf.compile .* cache 'dynamic'"),
         (["rollout.hf.compile=maybe"], "rollout.hf.compile: expected true or false"),
@@ -364,12 +364,40 @@ def test_config_keys_validate_and_reach_the_engine():
             config_from_dict(base, overrides)
     tokenizer = build_char_tokenizer()
     model = build_tiny_llama(tokenizer, hidden=32, layers=1, heads=2, seed=0)
-    for overrides, want in [([], ("loop", "static", False)),
-                            (["rollout.hf.decode=generate"], ("generate", "static", False)),
-                            (["rollout.hf.cache=dynamic"], ("loop", "dynamic", False)),
-                            (["rollout.hf.compile=true"], ("loop", "static", True))]:
+    for overrides, want in [([], ("loop", "dynamic", False)),  # auto: dynamic when eager
+                            (["rollout.hf.decode=generate"], ("generate", "dynamic", False)),
+                            (["rollout.hf.cache=static"], ("loop", "static", False)),
+                            (["rollout.hf.compile=true"], ("loop", "static", True))]:  # auto: static when compiled
         cfg: RunConfig = config_from_dict(base, overrides)
         engine = make_engine(cfg, model, tokenizer, "cpu", torch.float32, [])
         assert (engine.decode, engine.cache, engine.compile) == want
     with pytest.raises(ValueError, match="decode"):
         HFRolloutEngine(model, tokenizer, decode="beam")
+
+
+@pytest.mark.parametrize("decode", ["loop", "generate"])
+def test_a_group_larger_than_batch_size_is_sampled_in_pieces(decode):
+    """rollout.batch_size bounds the rows of every decode call even when one group is larger (n = 512, BroRL)."""
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_llama(tokenizer, hidden=32, layers=1, heads=2, seed=0)
+    engine = HFRolloutEngine(model, tokenizer, decode=decode)
+    calls = []
+    chunk = engine._chunk
+
+    def spy(prompt_ids, n, *args):
+        calls.append((len(prompt_ids), n))
+        return chunk(prompt_ids, n, *args)
+
+    engine._chunk = spy
+    torch.manual_seed(0)
+    groups = engine.generate(["1+2=", "3+4="], 8, max_new_tokens=5, temperature=1.0, batch_size=3)
+    assert [len(g) for g in groups] == [8, 8]
+    assert calls == [(1, 3), (1, 3), (1, 2)] * 2  # prompt by prompt, pieces of <= 3 rows
+    assert all(c.prompt_ids == groups[0][0].prompt_ids for c in groups[0])
+    assert groups[1][0].prompt_ids != groups[0][0].prompt_ids
+    calls.clear()
+    engine.generate(["1+2=", "3+4="], 8, max_new_tokens=5, temperature=0.0, batch_size=3)
+    assert calls == [(1, 8), (1, 8)]  # greedy decodes one row per prompt anyway
+    calls.clear()
+    engine.generate(["1+2=", "3+4=", "5+6="], 2, max_new_tokens=5, temperature=1.0, batch_size=4)
+    assert calls == [(2, 2), (1, 2)]  # whole groups batched together while they fit
