@@ -248,7 +248,7 @@ def test_a_model_that_rejects_the_static_cache_falls_back_to_generate(tiny, capl
 
     model.forward = no_static
     try:
-        engine = HFRolloutEngine(model, tokenizer)
+        engine = HFRolloutEngine(model, tokenizer, cache="static")
         with caplog.at_level(logging.WARNING, logger="rlvr.rollout.hf"):
             got = engine.generate(PROMPTS, 2, max_new_tokens=10, temperature=0)
             engine.generate(PROMPTS, 2, max_new_tokens=10, temperature=0)
