@@ -52,7 +52,7 @@ def main() -> None:
     from rlvr.trainer.loop import load_data, render_prompts, sample_groups
     from rlvr.trainer.optim import make_optimizer
     from rlvr.trainer.policy import load_policy, load_tokenizer, resolve_device, resolve_dtype
-    from rlvr.trainer.update import prepare, update_policy
+    from rlvr.trainer.update import UpdateRuntime, prepare, update_policy
 
     base = build_base()
     with tempfile.TemporaryDirectory() as folder:
@@ -75,6 +75,7 @@ def main() -> None:
         sampler = PromptSampler(examples, cfg.rollout.prompts_per_step, seed=0)
         t, a = cfg.trainer, cfg.algorithm
         optimizer, scheduler = make_optimizer(model.parameters(), t, 1000)
+        runtime = UpdateRuntime.from_config(cfg, model)  # trainer.compile / packing / reuse, as the loop builds it
         times: dict[str, list[float]] = {"rollout": [], "reward": [], "update": []}
         profiles: dict[str, list] = {"rollout": [], "update": []}
 
@@ -100,10 +101,10 @@ def main() -> None:
 
                 def update():
                     adv, pg_mask, loss_mask, _ = prepare(model, None, batch, a, 0.0, t, cfg.rollout.temperature,
-                                                         device)
+                                                         device, runtime=runtime)
                     update_policy(model, optimizer, scheduler, batch, adv, pg_mask, loss_mask, a, 0.0, t,
                                   cfg.rollout.temperature, cfg.rollout.max_new_tokens, device,
-                                  torch.Generator().manual_seed(step))
+                                  torch.Generator().manual_seed(step), runtime)
 
                 phase("update", update, record)
                 engine.sync_weights(model)
