@@ -1,7 +1,10 @@
 """Many rollouts per prompt (BroRL): peak memory and step time of `rlvr train` as rollout.n grows, chunks fixed.
 
     PYTHONPATH=. python benchmarks/many_rollouts.py                     # N = 16, 64, 256, 512 on the demo task
-    PYTHONPATH=. python benchmarks/many_rollouts.py --n 16 512 --steps 2 --prompts 2
+    PYTHONPATH=. python benchmarks/many_rollouts.py --n 16 512 --steps 2
+
+The defaults (4 prompts, chunks of 64) fill every chunk already at N = 16, so the comparison is at fixed chunk
+sizes (with 2 prompts x 16 = 32 rows the N = 16 run would use half-empty chunks and look smaller).
 
 Each N runs in its own subprocess: `rlvr.trainer.train` on examples/demo.yaml with the cached demo base
 (built by rlvr.demo.pretrain.build_base if missing), ``--prompts`` prompts x N completions per step, generation
@@ -57,9 +60,9 @@ def child(n: int, args: argparse.Namespace, out: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[16, 64, 256, 512])
-    parser.add_argument("--prompts", type=int, default=2, help="prompts per step (P)")
+    parser.add_argument("--prompts", type=int, default=4, help="prompts per step (P)")
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--gen-chunk", type=int, default=128, help="rollout.batch_size (completions per generate)")
+    parser.add_argument("--gen-chunk", type=int, default=64, help="rollout.batch_size (completions per generate)")
     parser.add_argument("--micro", type=int, default=64, help="trainer.micro_batch_size")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
