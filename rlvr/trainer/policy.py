@@ -222,18 +222,25 @@ def response_logprobs(
     by ``chunk_size`` x V through rlvr.algorithms.logprobs.token_logprobs. ``forward``: a `Forward` (compiled
     or eager module calls); None calls the module directly.
     """
-    run = forward or _call
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    labels = input_ids[:, -response_width:]
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
+    return _scored(model, inputs, lambda x: x[:, -response_width - 1 : -1], input_ids[:, -response_width:],
+                   forward=forward, temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy,
+                   entropy_grad=entropy_grad)
+
+
+def _scored(model, inputs: dict, pick, labels: torch.Tensor, *, forward, temperature: float, chunk_size: int,
+            with_entropy: bool, entropy_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One forward on ``inputs``; ``pick`` takes the (b, t) columns that predict ``labels`` (b, t) from its
+    (B, L, .) output. Through the backbone + chunked head (token_logprobs) where the model has them, else
+    through its full logits. Returns logp (b, t) and entropy (b, t) or None."""
+    run = forward or _call
     backbone, head = _backbone_and_head(model)
     if backbone is not None:
-        hidden = run(backbone, input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                     use_cache=False).last_hidden_state
-        hidden = hidden[:, -response_width - 1 : -1]
+        hidden = pick(run(backbone, use_cache=False, **inputs).last_hidden_state)
         return token_logprobs(hidden, head.weight, labels, temperature=temperature, chunk_size=chunk_size,
                               with_entropy=with_entropy, entropy_grad=entropy_grad)
-    logits = run(model, input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                 use_cache=False).logits[:, -response_width - 1 : -1].float() / temperature
+    logits = pick(run(model, use_cache=False, **inputs).logits).float() / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     if not with_entropy:
         return logp, None
@@ -256,24 +263,12 @@ def packed_response_logprobs(
     ``find_packed_sequence_indices``) builds a block-diagonal causal mask: no token attends across sequences.
     Returns logp / entropy (n_seqs, T) in the padded layout (0 outside the responses).
     """
-    run = forward or _call
-    backbone, head = _backbone_and_head(model)
     src = (pack.src_row, pack.src_col - 1)  # the column before a response token predicts it
-    if backbone is not None:
-        hidden = run(backbone, input_ids=pack.input_ids, position_ids=pack.position_ids,
-                     use_cache=False).last_hidden_state
-        lp, ent = token_logprobs(hidden[src].unsqueeze(0), head.weight, pack.labels.unsqueeze(0),
-                                 temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy,
-                                 entropy_grad=entropy_grad)
-        lp, ent = lp[0], ent[0] if ent is not None else None
-    else:
-        logits = run(model, input_ids=pack.input_ids, position_ids=pack.position_ids,
-                     use_cache=False).logits[src].float() / temperature
-        lp = torch.log_softmax(logits, dim=-1).gather(-1, pack.labels.unsqueeze(-1)).squeeze(-1)
-        ent = None
-        if with_entropy:
-            ent = entropy_from_logits(logits)
-            ent = ent if entropy_grad else ent.detach()
+    inputs = dict(input_ids=pack.input_ids, position_ids=pack.position_ids)
+    lp, ent = _scored(model, inputs, lambda x: x[src].unsqueeze(0), pack.labels.unsqueeze(0), forward=forward,
+                      temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy,
+                      entropy_grad=entropy_grad)
+    lp, ent = lp[0], ent[0] if ent is not None else None
     dst = (pack.dst_row, pack.dst_col)
     logp = lp.new_zeros(pack.out_shape).index_put(dst, lp)
     entropy = ent.new_zeros(pack.out_shape).index_put(dst, ent) if ent is not None else None
