@@ -209,7 +209,8 @@ def test_loop_samples_the_exact_warped_distribution(temperature, top_k, top_p):
     assert _chi_square_pvalue(second, warped([top])) > 1e-4, (second, warped([top]) * second.sum())
 
 
-def test_peft_lora_model_decodes_in_the_loop():
+def _lora_model():
+    """A peft LoRA model (eval mode) whose adapters change its outputs (lora_B drawn, not zero)."""
     from peft import LoraConfig, get_peft_model
 
     tokenizer = build_char_tokenizer()
@@ -219,6 +220,11 @@ def test_peft_lora_model_decodes_in_the_loop():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)
+    return model, tokenizer
+
+
+def test_peft_lora_model_decodes_in_the_loop():
+    model, tokenizer = _lora_model()
     gen = HFRolloutEngine(model, tokenizer, decode="generate").generate(PROMPTS, 2, max_new_tokens=16, temperature=0)
     loop_engine = HFRolloutEngine(model, tokenizer)
     loop = loop_engine.generate(PROMPTS, 2, max_new_tokens=16, temperature=0)
@@ -327,15 +333,7 @@ def test_compiled_decode_step_gives_the_same_greedy_tokens_and_compiles_once(cap
 
 @pytest.mark.slow
 def test_a_peft_lora_model_compiles_too():
-    from peft import LoraConfig, get_peft_model
-
-    tokenizer = build_char_tokenizer()
-    base = build_tiny_llama(tokenizer, hidden=32, layers=2, heads=2, seed=0)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
+    model, tokenizer = _lora_model()
     eager = _tokens(HFRolloutEngine(model, tokenizer).generate(PROMPTS, 2, max_new_tokens=12, temperature=0))
     from torch._dynamo.utils import counters
 
