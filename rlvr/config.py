@@ -236,6 +236,26 @@ class LoggingConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Where work runs (docs/distributed.md). backend none = this process; ray = Ray actors: trainer ranks (one
+    torch.distributed group, FSDP2), rollout workers (a rollout engine each) and reward workers (a scorer each)."""
+
+    backend: str = "none"  # none | ray
+    address: str = ""  # "" = start a local Ray instance; auto = join the running cluster; host:port / ray://...
+    trainer_workers: int = 1  # data-parallel ranks (parameters, gradients and optimizer state sharded: FSDP2)
+    rollout_workers: int = 1
+    reward_workers: int = 1
+    trainer_cpus: float = 1.0  # Ray resources each actor asks for (its torch threads: the CPUs, at least 1)
+    trainer_gpus: float = 0.0  # 1 on a GPU cluster (NCCL); 0 = CPU ranks (gloo)
+    rollout_cpus: float = 1.0
+    rollout_gpus: float = 0.0
+    reward_cpus: float = 1.0
+    colocate: bool = False  # rollout worker i shares trainer rank i's placement bundle (and GPU); else own
+    max_restarts: int = 3  # Ray restarts a dead rollout / reward worker this many times; the step is retried
+    num_cpus: int = 0  # CPUs of the local Ray instance started when address is ""; 0 = Ray's default (all)
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -248,6 +268,7 @@ class RunConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -509,6 +530,18 @@ def validate(cfg: RunConfig) -> None:
     _choice("algorithm.adv_scale", a.adv_scale, ["group", "batch", "none"])
     _choice("algorithm.kl_in", a.kl_in, ["loss", "reward"])
     _choice("rollout.engine", r.engine, ["hf", "vllm"])
+    d = cfg.distributed
+    _choice("distributed.backend", d.backend, ["none", "ray"])
+    for key in ("trainer_workers", "rollout_workers", "reward_workers"):
+        if getattr(d, key) < 1:
+            raise ConfigError(f"distributed.{key} must be >= 1, got {getattr(d, key)}")
+    for key in ("trainer_cpus", "trainer_gpus", "rollout_cpus", "rollout_gpus", "reward_cpus", "max_restarts",
+                "num_cpus"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"distributed.{key} must be >= 0, got {getattr(d, key)}")
+    if d.colocate and d.rollout_workers > d.trainer_workers:
+        raise ConfigError(f"distributed.colocate puts rollout worker i on trainer rank i's devices: rollout_workers "
+                          f"({d.rollout_workers}) must be <= trainer_workers ({d.trainer_workers})")
     _choice("rollout.vllm.dtype", r.vllm.dtype, ["auto", "float32", "bfloat16", "float16"])
     _choice("rollout.hf.decode", r.hf.decode, ["loop", "generate"])
     _choice("rollout.hf.cache", r.hf.cache, ["auto", "static", "dynamic"])
