@@ -3,8 +3,6 @@ test would not fit the CI budget). Tests are skipped, saying so, only where Ray 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'rlvr[ray]'); distributed tests skipped")
@@ -20,6 +18,5 @@ def ray_address() -> str:
     if not ray.is_initialized():
         ray.init(num_cpus=RAY_CPUS, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV})
     address = ray.get_runtime_context().gcs_address
-    os.environ["RAY_ADDRESS"] = address  # an in-process driver's connect("") then joins it (ray.init is a no-op)
     yield address
     ray.shutdown()
