@@ -7,7 +7,12 @@
 Every step: take P prompts from the resumable sampler, sample G completions each, score them in worker
 processes, (optionally) drop zero-variance groups and sample more, turn rewards into advantages, run the policy
 update, log metrics and completions, and checkpoint every ``checkpoint.every`` steps. All randomness of a step
-comes from (trainer.seed, step), so a resumed run continues exactly where the checkpoint left it.
+comes from (trainer.seed, step), and a prompt's completions from (trainer.seed, step, its position in the step),
+so a resumed run continues exactly where the checkpoint left it.
+
+Where the work runs is `start_workers`' choice: this process (the learner, an HF or vLLM engine, a reward process
+pool), or Ray actors with ``distributed.backend: ray`` (FSDP2 trainer ranks, rollout and reward workers; see
+rlvr/distributed/). This loop is the same for both.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from contextlib import ExitStack
 import signal
 import threading
 import time
@@ -35,10 +41,9 @@ from rlvr.rewards import RewardScorer
 from rlvr.rollout import make_engine
 from rlvr.trainer import guard, state as ckpt
 from rlvr.trainer.batch import build_batch
-from rlvr.trainer.optim import make_optimizer
-from rlvr.trainer.policy import load_policy, load_tokenizer, make_reference, resolve_device, resolve_dtype
+from rlvr.trainer.learner import Learner, step_seed
+from rlvr.trainer.policy import load_tokenizer, resolve_device, resolve_dtype
 from rlvr.trainer.progress import StepProgress
-from rlvr.trainer.update import UpdateRuntime, prepare, update_policy
 
 log = logging.getLogger("rlvr")
 
@@ -47,13 +52,35 @@ class TrainingDiverged(RuntimeError):
     """Raised after ``trainer.max_bad_steps`` consecutive steps with a non-finite loss or gradient norm."""
 
 
-def seed_step(seed: int, step: int) -> torch.Generator:
-    """Seed torch / python / numpy from (seed, step) and return a generator for the step's shuffles."""
-    mixed = (seed * 1_000_003 + step) % (2**31)
+def seed_step(seed: int, step: int) -> None:
+    """Seed torch / python / numpy from (seed, step)."""
+    mixed = step_seed(seed, step)
     torch.manual_seed(mixed)
     random.seed(mixed)
     np.random.seed(mixed)
-    return torch.Generator().manual_seed(mixed)
+
+
+def prompt_seeds(seed: int, step: int, first: int, count: int) -> list[int]:
+    """The sampling seeds of the step's prompts ``first`` .. ``first + count - 1`` (in the order drawn): a
+    prompt's completions depend on (seed, step, its position), not on which batch or worker samples it."""
+    return [int(np.random.SeedSequence([seed, step, k]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+            for k in range(first, first + count)]
+
+
+def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Path | None):
+    """(learner, rollout engine, reward scorer), each with ``close()``: in this process, or as Ray actors with
+    distributed.backend: ray (the same methods; rlvr/distributed/). The learner starts from ``resume_from``."""
+    if cfg.distributed.backend == "ray":
+        from rlvr.distributed.workers import start_ray_workers
+
+        return start_ray_workers(cfg, prompts, resume_from)
+    device = resolve_device(cfg.model.device)
+    dtype = resolve_dtype(cfg.model.dtype, device)
+    learner = Learner(cfg, device, dtype, resume=resume_from)
+    engine = make_engine(cfg, learner.model, tokenizer, device, dtype, prompts)
+    r = cfg.reward
+    scorer = RewardScorer(r.components, r.timeout_s, r.num_workers, memory_limit_mb=r.memory_limit_mb)
+    return learner, engine, scorer
 
 
 def load_data(cfg: RunConfig) -> tuple[list, list]:
@@ -73,19 +100,23 @@ def render_prompts(cfg: RunConfig, tokenizer, *example_lists) -> None:
             ex.prompt = render_prompt(ex, cfg.prompt, tokenizer)
 
 
-def sample_groups(cfg: RunConfig, sampler, engine, scorer) -> tuple[list, list, list, dict[str, float]]:
+def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int) -> tuple[list, list, list, dict[str, float]]:
     """P prompts x G completions, scored. With dynamic sampling (DAPO), groups whose rewards all agree are
     dropped and more prompts are sampled until P groups are kept or ``max_sample_batches`` is reached."""
     r, a = cfg.rollout, cfg.algorithm
     kept_ex, kept_comp, kept_res = [], [], []
-    batches = dropped = 0
+    batches = dropped = drawn = 0
     seconds = {"rollout": 0.0, "reward": 0.0}
     all_rewards: list[float] = []
+    workers: dict[str, float] = {}  # Ray workers' timings and restarts (engine / scorer .last_metrics)
     while len(kept_ex) < r.prompts_per_step and batches < (a.max_sample_batches if a.dynamic_sampling else 1):
         examples = sampler.next_batch()
+        seeds = prompt_seeds(cfg.trainer.seed, step, drawn, len(examples))
+        drawn += len(examples)
         t0 = time.perf_counter()
         groups = engine.generate([ex.prompt for ex in examples], r.n, max_new_tokens=r.max_new_tokens,
-                                 temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, batch_size=r.batch_size)
+                                 temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, batch_size=r.batch_size,
+                                 seeds=seeds)
         t1 = time.perf_counter()
         flat_ex = [ex for ex in examples for _ in range(r.n)]
         flat = [c for g in groups for c in g]
@@ -93,6 +124,8 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer) -> tuple[list, list, 
         results = scorer.score(flat_ex, [c.text for c in flat], extra)
         seconds["rollout"] += t1 - t0
         seconds["reward"] += time.perf_counter() - t1
+        for key, value in {**getattr(engine, "last_metrics", {}), **getattr(scorer, "last_metrics", {})}.items():
+            workers[key] = workers.get(key, 0.0) + value  # seconds and restarts add up over sampling batches
         batches += 1
         all_rewards.extend(x.score for x in results)
         rewards = torch.tensor([x.score for x in results]).view(len(examples), r.n)
@@ -108,7 +141,8 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer) -> tuple[list, list, 
     metrics = {"time/rollout_s": seconds["rollout"], "time/reward_s": seconds["reward"],
                "sampling/batches": float(batches), "sampling/groups_dropped": float(dropped),
                "sampling/groups_kept": float(len(kept_ex)),
-               "sampling/reward_mean_all": float(np.mean(all_rewards))}  # before filtering: unbiased
+               "sampling/reward_mean_all": float(np.mean(all_rewards)),  # before filtering: unbiased
+               **workers}
     return kept_ex, kept_comp, kept_res, metrics
 
 
@@ -150,26 +184,17 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     if t.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(t.seed)
-    device = resolve_device(cfg.model.device)
-    dtype = resolve_dtype(cfg.model.dtype, device)
     examples, held_out = load_data(cfg)
     tokenizer = load_tokenizer(cfg.model)
     render_prompts(cfg, tokenizer, examples, held_out)
     examples, held_out = drop_long_prompts(cfg, tokenizer, examples, held_out)  # skipped before the model loads
     guard.claim_output(out)  # mkdir, lock output_dir (one run at a time), remove stale *.tmp checkpoints
-    model = load_policy(cfg.model, device, dtype)
-    reference = make_reference(model, cfg.model.lora.enabled) if a.kl_coef > 0 else None
-    engine = make_engine(cfg, model, tokenizer, device, dtype, [ex.prompt for ex in examples + held_out])
     sampler = PromptSampler(examples, cfg.rollout.prompts_per_step, seed=t.seed, shuffle=cfg.data.shuffle)
-    optimizer, scheduler = make_optimizer(model.parameters(), t, t.steps * t.epochs * t.mini_batches)
-    runtime = UpdateRuntime.from_config(cfg, model)  # trainer.compile / packing / reuse_rollout_logprobs
     counters = {"step": 0, "kl_coef": a.kl_coef, "bad_streak": 0, "best_reward": -math.inf, "since_best": 0,
                 "reference_reset": False}
-
     resume_from = ckpt.find_resume(out, cfg.checkpoint.resume)
     if resume_from is not None:
-        ckpt.restore(resume_from, model, optimizer, scheduler, sampler, counters,
-                     reference.model if reference is not None else None)
+        ckpt.restore_driver(resume_from, sampler, counters)  # the learner loads weights and optimizer below
         log.info("resumed from %s (step %d)", resume_from, counters["step"])
     start = counters["step"]
     later = [c for c in ckpt.list_checkpoints(out) if ckpt.step_of(c) > start]
@@ -183,9 +208,6 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         print(message)
         return {"step": start, "message": message}
 
-    engine.sync_weights(model)  # a separate engine (vLLM) starts from these (resumed) weights, checked
-    logger = MetricsLogger(out, cfg.logging.backends, cfg.logging.project, cfg.logging.run_name, to_dict(cfg))
-    logger.truncate_after(start)
     interrupted = {"flag": False}
 
     def on_signal(signum, frame):  # SIGINT and SIGTERM
@@ -195,86 +217,77 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         print(f"\n{signal.Signals(signum).name}: finishing this step, writing a checkpoint, then exiting "
               "(Ctrl-C again to abort)")
 
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous_handler = signal.signal(signal.SIGINT, on_signal) if in_main_thread else None
-    previous_term = signal.signal(signal.SIGTERM, on_signal) if in_main_thread else None  # Slurm, Kubernetes
-
     def save(step: int) -> None:
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "sampler": sampler.state_dict(), "counters": counters}
-        ref = reference.model if reference is not None and counters["reference_reset"] else None
-        ckpt.save_checkpoint(out, step, model, tokenizer, state, cfg.checkpoint.keep, reference=ref)
+        driver_state = {"sampler": sampler.state_dict(), "counters": counters}
+        learner.save(out, step, tokenizer, driver_state, cfg.checkpoint.keep, counters["reference_reset"])
 
-    norm_len = a.agg_norm_len or cfg.rollout.max_new_tokens
+    in_main_thread = threading.current_thread() is threading.main_thread()
     metrics: dict[str, Any] = {}
-    try:
-        with RewardScorer(cfg.reward.components, cfg.reward.timeout_s, cfg.reward.num_workers,
-                          memory_limit_mb=cfg.reward.memory_limit_mb) as scorer, \
-                StepProgress(t.steps, start, enabled=cfg.logging.progress) as progress:
-            for step in range(start + 1, t.steps + 1):
-                step_start = time.perf_counter()
-                generator = seed_step(t.seed, step)
-                batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer)
-                batch = build_batch(batch_examples, groups, results, tokenizer.pad_token_id, a.group_key)
-                engine.sleep()  # vLLM sleep mode (GPU): its KV cache is freed during the update
-                t0 = time.perf_counter()
-                advantages, pg_mask, loss_mask, prep_metrics = prepare(
-                    model, reference, batch, a, counters["kl_coef"], t, cfg.rollout.temperature, device,
-                    compare_rollout=cfg.rollout.engine != "hf", runtime=runtime)
-                update_metrics, finite = update_policy(
-                    model, optimizer, scheduler, batch, advantages, pg_mask, loss_mask, a, counters["kl_coef"], t,
-                    cfg.rollout.temperature, norm_len, device, generator, runtime)
-                metrics["time/update_s"] = time.perf_counter() - t0
-                metrics.update(engine.sync_weights(model))  # the next rollout samples from the new weights
-                metrics.update(reward_metrics(cfg, batch, groups, results))
-                metrics.update({k: float(v) for k, v in prep_metrics.items()})
-                metrics.update(update_metrics)
-                counters["step"] = step
-                counters["bad_streak"] = 0 if finite else counters["bad_streak"] + 1
-                if not finite:
-                    log.warning("step %d: non-finite loss or gradient norm (loss %s, grad norm %s); update skipped",
-                                step, update_metrics.get("loss"), update_metrics.get("grad_norm"))
-                if reference is not None:
-                    if a.kl_target > 0 and "kl" in update_metrics:
-                        counters["kl_coef"] = adaptive_kl_coef(counters["kl_coef"], update_metrics["kl"], a.kl_target,
-                                                               a.kl_horizon, len(batch))
-                    maybe_reset_reference(cfg, counters, metrics["reward/mean"], step, reference, model, optimizer)
-                elapsed = time.perf_counter() - step_start
-                metrics.update({"step_time_s": elapsed, "lr": scheduler.get_last_lr()[0], "kl_coef": counters["kl_coef"],
-                                "skipped": float(not finite), "num_tokens": float(batch.response_mask.sum()),
-                                "tokens_per_s": float(batch.response_mask.sum()) / elapsed,
-                                "completions_per_s": len(batch) / elapsed, "epoch": float(sampler.epoch)})
-                if held_out and cfg.eval.every and (step % cfg.eval.every == 0 or step == t.steps):
-                    metrics.update(evaluate_held_out(cfg, engine, scorer, held_out, step))
-                logger.log(step, metrics)
-                if cfg.logging.log_completions:
-                    logger.log_completions(step, completion_rows(step, batch_examples, groups, results))
-                progress.advance(step, metrics)
-                if counters["bad_streak"] >= t.max_bad_steps:
-                    raise TrainingDiverged(
-                        f"{counters['bad_streak']} consecutive steps had a non-finite loss or gradient norm (last: "
-                        f"step {step}); stopping. The last good checkpoint is intact in {out / 'checkpoints'}; lower "
-                        "trainer.lr, check rewards for extreme values, or raise trainer.max_bad_steps.")
-                last = step == t.steps
-                if (cfg.checkpoint.every and step % cfg.checkpoint.every == 0) or interrupted["flag"] or \
-                        (last and cfg.checkpoint.save_final):
-                    save(step)
-                if interrupted["flag"]:
-                    print(f"checkpoint written at step {step}; resume with the same command")
-                    break
-    finally:
-        engine.close()
+    with ExitStack() as stack:  # closes (in reverse) the workers, the logger and the signal handlers
+        learner, engine, scorer = start_workers(cfg, tokenizer, [ex.prompt for ex in examples + held_out],
+                                                resume_from)
+        for worker in (learner, engine, scorer):
+            stack.callback(worker.close)
+        engine.sync_weights(learner.policy)  # a separate engine (vLLM, Ray) starts from these (resumed) weights
+        logger = MetricsLogger(out, cfg.logging.backends, cfg.logging.project, cfg.logging.run_name, to_dict(cfg))
+        stack.callback(logger.close)
+        logger.truncate_after(start)
         if in_main_thread:
-            signal.signal(signal.SIGINT, previous_handler)
-            signal.signal(signal.SIGTERM, previous_term)
-        logger.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM: Slurm, Kubernetes
+                stack.callback(signal.signal, sig, signal.signal(sig, on_signal))
+        progress = stack.enter_context(StepProgress(t.steps, start, enabled=cfg.logging.progress))
+        for step in range(start + 1, t.steps + 1):
+            step_start = time.perf_counter()
+            seed_step(t.seed, step)
+            batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer, step)
+            batch = build_batch(batch_examples, groups, results, tokenizer.pad_token_id, a.group_key)
+            engine.sleep()  # vLLM sleep mode (GPU): its KV cache is freed during the update
+            t0 = time.perf_counter()
+            update_metrics, finite = learner.update(batch, counters["kl_coef"], step)
+            metrics["time/update_s"] = time.perf_counter() - t0
+            metrics.update(engine.sync_weights(learner.policy))  # the next rollout samples from the new weights
+            metrics.update(reward_metrics(cfg, batch, groups, results))
+            metrics.update(update_metrics)
+            counters["step"] = step
+            counters["bad_streak"] = 0 if finite else counters["bad_streak"] + 1
+            if not finite:
+                log.warning("step %d: non-finite loss or gradient norm (loss %s, grad norm %s); update skipped",
+                            step, update_metrics.get("loss"), update_metrics.get("grad_norm"))
+            if a.kl_coef > 0:  # a reference policy exists
+                if a.kl_target > 0 and "kl" in update_metrics:
+                    counters["kl_coef"] = adaptive_kl_coef(counters["kl_coef"], update_metrics["kl"], a.kl_target,
+                                                           a.kl_horizon, len(batch))
+                maybe_reset_reference(cfg, counters, metrics["reward/mean"], step, learner)
+            elapsed = time.perf_counter() - step_start
+            metrics.update({"step_time_s": elapsed, "kl_coef": counters["kl_coef"],
+                            "skipped": float(not finite), "num_tokens": float(batch.response_mask.sum()),
+                            "tokens_per_s": float(batch.response_mask.sum()) / elapsed,
+                            "completions_per_s": len(batch) / elapsed, "epoch": float(sampler.epoch)})
+            if held_out and cfg.eval.every and (step % cfg.eval.every == 0 or step == t.steps):
+                metrics.update(evaluate_held_out(cfg, engine, scorer, held_out, step))
+            logger.log(step, metrics)
+            if cfg.logging.log_completions:
+                logger.log_completions(step, completion_rows(step, batch_examples, groups, results))
+            progress.advance(step, metrics)
+            if counters["bad_streak"] >= t.max_bad_steps:
+                raise TrainingDiverged(
+                    f"{counters['bad_streak']} consecutive steps had a non-finite loss or gradient norm (last: "
+                    f"step {step}); stopping. The last good checkpoint is intact in {out / 'checkpoints'}; lower "
+                    "trainer.lr, check rewards for extreme values, or raise trainer.max_bad_steps.")
+            last = step == t.steps
+            if (cfg.checkpoint.every and step % cfg.checkpoint.every == 0) or interrupted["flag"] or \
+                    (last and cfg.checkpoint.save_final):
+                save(step)
+            if interrupted["flag"]:
+                print(f"checkpoint written at step {step}; resume with the same command")
+                break
     from rlvr.eval.plots import plot_curves
 
     plot_curves(out / "metrics.jsonl", out / "curves.png")  # reward and eval/* accuracy over steps
     return {"step": counters["step"], **metrics}
 
 
-def maybe_reset_reference(cfg, counters, reward_mean, step, reference, model, optimizer) -> None:
+def maybe_reset_reference(cfg, counters, reward_mean, step, learner) -> None:
     """ProRL: hard-reset the reference to the current policy (and the optimizer state) every N steps or when the
     mean reward has not improved for ``ref_reset_patience`` steps."""
     a = cfg.algorithm
@@ -285,8 +298,7 @@ def maybe_reset_reference(cfg, counters, reward_mean, step, reference, model, op
     due = (a.ref_reset_every and step % a.ref_reset_every == 0) or \
         (a.ref_reset_patience and counters["since_best"] >= a.ref_reset_patience)
     if due:
-        reference.reset_to(model)
-        optimizer.state.clear()
+        learner.reset_reference()
         counters.update(reference_reset=True, since_best=0, best_reward=-math.inf)
         log.info("step %d: reference policy and optimizer state reset", step)
 

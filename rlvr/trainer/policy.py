@@ -135,6 +135,10 @@ def make_reference(policy: torch.nn.Module, lora: bool) -> Reference:
 def _backbone_and_head(model: torch.nn.Module):
     """(decoder, lm_head) for the chunked path, or (None, None) when the head is more than ``h @ W.T``: a bias,
     a LoRA adapter on lm_head, or a model-specific logit transform (softcapping, logit_scale, logits_scaling)."""
+    from rlvr.trainer.shard import is_sharded
+
+    if is_sharded(model):  # FSDP2 gathers the root's parameters (head, embeddings) in the root's forward only
+        return None, None
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
     backbone = getattr(base, base.base_model_prefix, None)

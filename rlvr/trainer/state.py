@@ -99,16 +99,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(
     output_dir: str | Path, step: int, model, tokenizer, trainer_state: dict[str, Any], keep: int,
-    reference: torch.nn.Module | None = None,
+    reference: torch.nn.Module | None = None, model_state: dict[str, torch.Tensor] | None = None,
+    reference_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the checkpoint for ``step`` atomically and prune all but the ``keep`` most recent."""
+    """Write the checkpoint for ``step`` atomically and prune all but the ``keep`` most recent.
+
+    model_state / reference_state: the full state dicts when the modules themselves are sharded (FSDP2 rank 0,
+    `full_model_state`); None = read them from the modules."""
     final = checkpoint_dir(output_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    if model_state is None:
+        model.save_pretrained(tmp, safe_serialization=True)
+    else:
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=model_state)
     tokenizer.save_pretrained(tmp)
-    if reference is not None:
+    if reference_state is not None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in reference_state.items()}, str(tmp / "reference.safetensors"))
+    elif reference is not None:
         from safetensors.torch import save_model
 
         save_model(reference, str(tmp / "reference.safetensors"))  # handles tied (shared) weights
@@ -194,17 +205,60 @@ def load_policy_weights(model, path: Path) -> None:
         raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
 
 
-def restore(path: Path, model, optimizer, scheduler, sampler, counters: dict[str, Any],
-            frozen_reference: torch.nn.Module | None) -> None:
-    """Load everything a checkpoint holds back into the live objects (``counters`` is updated in place)."""
+def load_reference(reference: torch.nn.Module, path: Path) -> None:
+    """A reset reference policy (ProRL) back from ``reference.safetensors``."""
+    from safetensors.torch import load_file, load_model
+
+    file = str(path / "reference.safetensors")
+    try:
+        load_model(reference, file)
+    except RuntimeError:  # written from a full state dict (FSDP): every key, tied ones included
+        reference.load_state_dict(load_file(file), strict=False)
+
+
+def _full_options(**kwargs):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kwargs)
+
+
+def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The full (unsharded) state dict on CPU; collective under FSDP2 (rank 0 receives it, the others {})."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_full_options(cpu_offload=True))
+
+
+def full_optimizer_state(model: torch.nn.Module, optimizer) -> dict[str, Any]:
+    """The optimizer state keyed by parameter name (not position), full tensors: loadable on any number of
+    ranks (`load_optimizer_state`). Collective under FSDP2."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True))
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer, saved: dict[str, Any]) -> None:
+    """Load a `full_optimizer_state` (or a plain ``optimizer.state_dict()`` of an older checkpoint, keyed by
+    parameter position, in one process) into ``optimizer``, whether ``model`` is sharded or not."""
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    positional = all(isinstance(p, int) for g in saved.get("param_groups", []) for p in g["params"])
+    if positional:
+        if any(hasattr(p, "full_tensor") for p in model.parameters()):
+            names = [n for n, p in model.named_parameters() if p.requires_grad]
+            saved = {"state": {names[i]: v for i, v in saved["state"].items()},
+                     "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in saved["param_groups"]]}
+        else:
+            optimizer.load_state_dict(saved)
+            return
+    set_optimizer_state_dict(model, optimizer, saved, options=_full_options())
+
+
+def restore_driver(path: Path, sampler, counters: dict[str, Any]) -> dict[str, Any]:
+    """The driver's part of a checkpoint (data position, counters, RNG) back into the live objects; the
+    learner loads its own part (weights, optimizer, schedule: `rlvr.trainer.learner.Learner`)."""
     saved = load_trainer_state(path)
-    load_policy_weights(model, path)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
     sampler.load_state_dict(saved["sampler"])
     counters.update(saved["counters"])
-    if counters.get("reference_reset") and frozen_reference is not None:
-        from safetensors.torch import load_model
-
-        load_model(frozen_reference, str(path / "reference.safetensors"))
     set_rng_state(saved["rng"])
+    return saved

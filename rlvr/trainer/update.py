@@ -95,14 +95,23 @@ class UpdateRuntime:
                         "model's attention does not keep packed sequences apart; padding from now on", diff, tol)
 
     @classmethod
-    def from_config(cls, cfg, model) -> "UpdateRuntime":
+    def from_config(cls, cfg, model, sharded: bool = False) -> "UpdateRuntime":
         refusal = reuse_refusal(cfg, model)
         if refusal and cfg.trainer.reuse_rollout_logprobs != "never":
             log.info("old log-probs are recomputed (not the rollout's): %s", refusal)
-        return cls(cfg.trainer.compile, cfg.trainer.packing, reuse=not refusal)
+        compile = cfg.trainer.compile
+        if compile and sharded:  # a compile failure on one rank would desynchronise the ranks' collectives
+            log.warning("trainer.compile is not used on FSDP ranks (distributed.trainer_workers); the update runs "
+                        "eagerly")
+            compile = False
+        return cls(compile, cfg.trainer.packing, reuse=not refusal)
 
-    def micro_batches(self, batch: RolloutBatch, rows: torch.Tensor, size: int, device) -> list:
-        """[(rows, Packed or None)]: packed rows with trainer.packing, otherwise slices of ``size`` rows."""
+    def micro_batches(self, batch: RolloutBatch, rows: torch.Tensor, size: int, device, shard=None) -> list:
+        """[(rows, Packed or None)]: packed rows with trainer.packing, otherwise slices of ``size`` rows. With a
+        `Shard`: this rank's share of ``rows`` only, padded with None (dummy micro-batches) to the ranks' most."""
+        if shard is not None:
+            return shard.align(self.micro_batches(batch, shard.part(rows), size, device) if len(shard.part(rows))
+                               else [])
         if self.packing:
             return batch.packed_micro_batches(rows, size, device)
         return [(r, None) for r in _micro_batches(rows, size)]
@@ -122,20 +131,33 @@ def _forward(model, batch: RolloutBatch, rows, pack, device, forward, **kwargs):
     return logp, entropy, width
 
 
+DUMMY_ROWS = torch.tensor([0])  # a rank's dummy micro-batch (Shard.align): one row, its result unused
+
+
 @torch.no_grad()
-def _logprobs_of(model, batch: RolloutBatch, rows_list, device, temperature, chunk, with_entropy, forward=None):
+def _logprobs_of(model, batch: RolloutBatch, rows_list, device, temperature, chunk, with_entropy, forward=None,
+                 shard=None):
     """(B, T) log-probs (and entropies) of every response, computed micro-batch by micro-batch without grad.
-    rows_list: row tensors, or (rows, Packed or None) pairs."""
+    rows_list: row tensors, or (rows, Packed or None) pairs, or None (a dummy). With a `Shard`, each rank fills
+    its own rows and the sum over the ranks gives every row."""
     b, t = batch.response_ids.shape
     logp = torch.zeros(b, t)
     entropy = torch.zeros(b, t) if with_entropy else None
     for item in rows_list:
+        if item is None:
+            _forward(model, batch, DUMMY_ROWS, None, device, forward, temperature=temperature, chunk_size=chunk,
+                     with_entropy=False)
+            continue
         rows, pack = item if isinstance(item, tuple) else (item, None)
         lp, ent, width = _forward(model, batch, rows, pack, device, forward, temperature=temperature,
                                   chunk_size=chunk, with_entropy=with_entropy)
         logp[rows, :width] = lp.float().cpu()
         if with_entropy:
             entropy[rows, :width] = ent.float().cpu()
+    if shard is not None:
+        shard.sum_(logp)
+        if with_entropy:
+            shard.sum_(entropy)
     return logp, entropy
 
 
@@ -164,13 +186,14 @@ def _reused_old_logp(runtime: UpdateRuntime, model, batch: RolloutBatch, micros,
 
 def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: AlgorithmConfig, kl_coef: float,
             trainer: TrainerConfig, temperature: float, device, compare_rollout: bool = False,
-            runtime: UpdateRuntime | None = None):
+            runtime: UpdateRuntime | None = None, shard=None):
     """Fill batch.old_logp / batch.ref_logp / batch.is_weights where needed.
 
     compare_rollout: the completions come from another engine than the policy (vLLM): recompute old_logp even
     for a single update and report how far the engine's log-probs are from it (``rollout/*`` metrics), the
     diagnostic of rollout correction (algorithm.rollout_is), which needs old_logp as well.
     runtime: the speed options (module docstring); None = eager, padded, always recomputed.
+    shard: this rank's `rlvr.trainer.shard.Shard` under FSDP (each rank computes its rows' log-probs); None = all.
 
     Returns advantages (B, T), pg_mask (B, T) (tokens in the policy-gradient loss: the response, minus truncated
     completions with overlong filtering, restricted to forking tokens when entropy_top_frac < 1, minus tokens a
@@ -184,7 +207,8 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     perf: dict[str, float] = {}
     if runtime.packing and not runtime.packing_checked:
         runtime.check_packing(model, batch, device, temperature, algo.logprob_chunk, perf)
-    micros = runtime.micro_batches(batch, torch.arange(len(batch)), trainer.micro_batch_size, device)
+    every_row = torch.arange(len(batch))
+    micros = runtime.micro_batches(batch, every_row, trainer.micro_batch_size, device, shard)
     loss_mask = batch.response_mask.clone()
     if algo.overlong_filter:
         loss_mask &= ~batch.truncated.unsqueeze(-1)
@@ -196,19 +220,20 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
         # forking needs the old entropy, and rollout correction compares old_logp with the rollout's: recompute
         reused = None
         if runtime.reuse and not forking and not correct and batch.rollout_logp is not None:
-            reused = fwd.guard(lambda: _reused_old_logp(runtime, model, batch, micros, device, temperature, chunk,
+            first = runtime.micro_batches(batch, every_row, trainer.micro_batch_size, device)[:1]  # same on all ranks
+            reused = fwd.guard(lambda: _reused_old_logp(runtime, model, batch, first, device, temperature, chunk,
                                                         perf))
         perf["perf/old_logp_reused"] = float(reused is not None)
         if reused is not None:
             batch.old_logp, old_entropy = reused, None
         else:
             batch.old_logp, old_entropy = fwd.guard(
-                lambda: _logprobs_of(model, batch, micros, device, temperature, chunk, forking, fwd))
+                lambda: _logprobs_of(model, batch, micros, device, temperature, chunk, forking, fwd, shard))
     if reference is not None:
         with reference.active() as ref_model:
             ref_fwd = fwd if reference.model is not None else None  # a LoRA reference (adapters off): eager
             batch.ref_logp, _ = fwd.guard(
-                lambda: _logprobs_of(ref_model, batch, micros, device, temperature, chunk, False, ref_fwd))
+                lambda: _logprobs_of(ref_model, batch, micros, device, temperature, chunk, False, ref_fwd, shard))
     token_kl = None
     if algo.kl_in == "reward" and batch.ref_logp is not None:
         token_kl = KL_ESTIMATORS.get(algo.kl_estimator)(batch.old_logp, batch.ref_logp)
@@ -233,8 +258,10 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
 def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, pg_mask, loss_mask,
                   algo: AlgorithmConfig, kl_coef: float, trainer: TrainerConfig, temperature: float,
                   norm_len: int, device, generator: torch.Generator,
-                  runtime: UpdateRuntime | None = None) -> tuple[dict[str, float], bool]:
-    """Run trainer.epochs x trainer.mini_batches optimizer steps. Returns (metrics, all_steps_finite)."""
+                  runtime: UpdateRuntime | None = None, shard=None) -> tuple[dict[str, float], bool]:
+    """Run trainer.epochs x trainer.mini_batches optimizer steps. Returns (metrics, all_steps_finite).
+    shard: this rank's `rlvr.trainer.shard.Shard` under FSDP: it runs its share of each mini-batch's rows, with
+    the whole mini-batch's counts, and the loss and metrics are summed over the ranks."""
     runtime = runtime or UpdateRuntime()
     policy_loss = POLICY_LOSSES.get(algo.loss)
     aggregate = AGGREGATIONS.get(algo.agg)
@@ -252,7 +279,13 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
         pg_tokens, tokens = int(pg_mask[mini].sum()), int(loss_mask[mini].sum())
         total, mini_sums = 0.0, defaultdict(float)
         optimizer.zero_grad(set_to_none=True)
-        for rows, pack in runtime.micro_batches(batch, mini, trainer.micro_batch_size, device):
+        for item in runtime.micro_batches(batch, mini, trainer.micro_batch_size, device, shard):
+            if item is None:  # this rank has fewer micro-batches: a dummy keeps FSDP's collectives in step
+                logp, _, _ = _forward(model, batch, DUMMY_ROWS, None, device, runtime.forward,
+                                      temperature=temperature, chunk_size=algo.logprob_chunk, with_entropy=False)
+                (logp.sum() * 0.0).backward()
+                continue
+            rows, pack = item
             logp, entropy, width = _forward(
                 model, batch, rows, pack, device, runtime.forward, temperature=temperature,
                 chunk_size=algo.logprob_chunk, with_entropy=True, entropy_grad=algo.entropy_coef > 0,
@@ -278,12 +311,16 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
             m["entropy"] = ent_term.detach()
             if algo.entropy_coef > 0:
                 loss = loss - algo.entropy_coef * ent_term
-            loss.backward()
+            (loss * shard.loss_scale if shard is not None else loss).backward()
             total += float(loss.detach())
             for key, value in m.items():
                 # kl / entropy terms are already normalised by the mini-batch counts: their sum is the mean
                 share = 1.0 if key in ("kl", "entropy") else len(rows) / len(mini)
                 mini_sums[key] += float(value) * share
+        if shard is not None:  # every rank's share adds up to the mini-batch's loss and metrics
+            summed = shard.sum_dict({**mini_sums, "__loss__": total})
+            total = summed.pop("__loss__")
+            mini_sums = defaultdict(float, summed)
         return total, mini_sums
 
     for _ in range(trainer.epochs):
@@ -292,7 +329,8 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
             total, mini_sums = runtime.forward.guard(lambda: accumulate(mini))
             for key, value in mini_sums.items():
                 sums[key] += value
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, trainer.max_grad_norm or math.inf))
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, trainer.max_grad_norm or math.inf)
+            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
             finite = math.isfinite(total) and math.isfinite(grad_norm)
             if finite:
                 optimizer.step()

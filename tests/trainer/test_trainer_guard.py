@@ -27,7 +27,7 @@ def no_model_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the check")
 
-    monkeypatch.setattr("rlvr.trainer.loop.load_policy", refuse)
+    monkeypatch.setattr("rlvr.trainer.learner.load_policy", refuse)
 
 
 def _damage(folder: Path, how: str) -> Path:
