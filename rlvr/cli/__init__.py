@@ -43,11 +43,12 @@ def train(
     extra = list(overrides or []) + ([f"checkpoint.resume={resume}"] if resume else [])
     cfg = _load(config, extra)
     from rlvr.data import DataError
+    from rlvr.distributed.cluster import DistributedError
     from rlvr.trainer import TrainingDiverged, train as run_training
 
     try:
         result = run_training(cfg)
-    except (ConfigError, DataError, FileNotFoundError, FileExistsError) as err:
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError, DistributedError) as err:
         raise _fail("error", err) from None
     except TrainingDiverged as err:
         raise _fail("training stopped", err, code=3) from None

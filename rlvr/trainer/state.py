@@ -226,7 +226,9 @@ def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The full (unsharded) state dict on CPU; collective under FSDP2 (rank 0 receives it, the others {})."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    return get_model_state_dict(model, options=_full_options(cpu_offload=True))
+    state = get_model_state_dict(model, options=_full_options(cpu_offload=True))
+    tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - {n for n, _ in model.named_parameters()}
+    return {k: v for k, v in state.items() if k not in tied}  # a tied head is the embedding, saved once
 
 
 def full_optimizer_state(model: torch.nn.Module, optimizer) -> dict[str, Any]:

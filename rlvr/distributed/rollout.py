@@ -1,0 +1,209 @@
+"""Rollout workers: ``distributed.rollout_workers`` Ray actors, each holding its own copy of the policy and a
+rollout engine (the HF engine, or vLLM with ``rollout.engine: vllm``).
+
+`RayRolloutGroup` is a rollout engine for the driver: ``generate`` splits the prompts into contiguous shares,
+samples them on the workers in parallel and returns the groups in prompt order; ``sync_weights`` puts the
+trainer's new weights (gathered once, in the object store) into every worker. Each prompt carries its own seed
+(rlvr.rollout.resolve_seeds), so with the HF decode loop a prompt's completions do not depend on which worker,
+or how many, sampled it.
+
+Faults: a worker that dies (killed, out of memory) is restarted by Ray (``distributed.max_restarts``); its share
+of the call is sampled again after the current weights are pushed to it. Every answer carries the version of
+the weights the worker holds, so a worker restarted between two calls (which would answer from the initial
+weights) is caught the same way. Both count in ``faults/rollout_restarts``, with a logged warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlvr.distributed.cluster import DistributedError, import_ray, threads_for
+
+log = logging.getLogger("rlvr")
+
+RESTART_WAIT_S = 600.0  # how long a restarted worker may take to load its model and engine
+DEAD_PINGS = 10  # pings failing at once, 0.5 s apart, before a worker counts as gone (not restarting)
+
+
+class RolloutWorker:
+    """One engine in a Ray actor (``ray.remote(RolloutWorker)``); starts from cfg.model.path's weights."""
+
+    def __init__(self, cfg, cpus: float):
+        from rlvr.rollout import make_engine
+        from rlvr.trainer.policy import load_policy, load_tokenizer, resolve_device, resolve_dtype
+
+        torch.set_num_threads(threads_for(cpus))
+        device = resolve_device(cfg.model.device)
+        dtype = resolve_dtype(cfg.model.dtype, device)
+        self.tokenizer = load_tokenizer(cfg.model)
+        torch.manual_seed(cfg.trainer.seed)
+        # the engine's own copy of the policy: the HF engine decodes with it, vLLM receives its weights
+        self.model = load_policy(cfg.model, device if cfg.rollout.engine == "hf" else torch.device("cpu"), dtype)
+        self.model.requires_grad_(False)
+        self.engine = make_engine(cfg, self.model, self.tokenizer, device, dtype, [])
+        self.version = 0  # of the weights held: 0 = the model folder's
+
+    def ping(self) -> int:
+        return self.version
+
+    def split_invariant(self) -> bool:
+        return bool(getattr(self.engine, "split_invariant", False))
+
+    def load_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
+        """The trainer's trainable weights (by parameter name) into this copy, then into the engine."""
+        own = dict(self.model.named_parameters())
+        unknown = sorted(set(weights) - set(own))
+        if unknown:
+            raise KeyError(f"weights for parameters this worker's model does not have: {unknown[:5]}")
+        with torch.no_grad():
+            for name, value in weights.items():
+                own[name].copy_(value.to(own[name].device, own[name].dtype))
+        self.engine.sync_weights(self.model)  # vLLM: pushed and checked; HF: nothing more to do
+        self.version = version
+        return version
+
+    def generate(self, prompts: list[str], n: int, kwargs: dict[str, Any]):
+        t0 = time.perf_counter()
+        groups = self.engine.generate(prompts, n, **kwargs)
+        return groups, time.perf_counter() - t0, self.version
+
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class RayRolloutGroup:
+    """A rollout engine over ``rollout_workers`` RolloutWorker actors (see the module docstring).
+
+    placement: (placement group, [bundle index per worker]) to colocate with the trainer ranks, or None.
+    """
+
+    def __init__(self, cfg, placement=None):
+        ray = import_ray()
+        d = cfg.distributed
+        self.max_restarts = d.max_restarts
+        actor = ray.remote(RolloutWorker)
+        self.workers = []
+        for i in range(d.rollout_workers):
+            options: dict[str, Any] = {"num_cpus": d.rollout_cpus, "num_gpus": d.rollout_gpus,
+                                       "max_restarts": d.max_restarts}
+            if placement is not None:
+                from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+                group, bundles = placement
+                options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                    placement_group=group, placement_group_bundle_index=bundles[i])
+                if d.colocate and d.trainer_gpus:
+                    options["num_gpus"] = d.trainer_gpus / 2  # the other half of the rank's GPU
+            self.workers.append(actor.options(**options).remote(cfg, d.rollout_cpus))
+        try:
+            invariant = ray.get([w.split_invariant.remote() for w in self.workers])
+        except Exception as err:  # noqa: BLE001
+            raise DistributedError(f"the rollout workers could not start: {err}") from err
+        if len(self.workers) > 1 and not all(invariant):
+            log.warning("rollout: the engine's samples depend on how prompts are batched (rollout.hf.decode "
+                        "generate): with %d rollout workers they differ from a one-process run's (same seed)",
+                        len(self.workers))
+        self.version = 0
+        self._weights = None  # object-store reference of the weights at self.version
+        self.last_metrics: dict[str, float] = {}
+
+    # -------------------------------------------------------------------------------------------- protocol
+    def generate(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float = 1.0,
+                 top_p: float = 1.0, top_k: int = 0, batch_size: int = 0, seeds=None) -> list:
+        from rlvr.rollout import resolve_seeds
+
+        if temperature != 0:  # drawn here as one engine would: the same samples as in one process
+            seeds = resolve_seeds(seeds, len(prompts))
+        kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                      batch_size=batch_size)
+        shares = [s for s in np.array_split(np.arange(len(prompts)), len(self.workers)) if len(s)]
+        calls = []
+        for i, share in enumerate(shares):
+            args = {**kwargs, "seeds": [seeds[k] for k in share] if seeds is not None else None}
+            calls.append((i, "generate", ([prompts[k] for k in share], n, args)))
+        answers, restarts = self._run(calls, check_version=True)
+        self.last_metrics = {"time/rollout_worker_max_s": max((a[1] for a in answers), default=0.0),
+                             "faults/rollout_restarts": float(restarts)}
+        return [group for groups, _, _ in answers for group in groups]
+
+    def sync_weights(self, policy) -> dict[str, float]:
+        """Push the trainer group's weights after an update (``policy``: the RayTrainerGroup)."""
+        t0 = time.perf_counter()
+        self._weights = policy.weights_ref()
+        self.version += 1
+        self._run([(i, "load_weights", (self._weights, self.version)) for i in range(len(self.workers))])
+        return {"time/weight_sync_s": time.perf_counter() - t0}
+
+    def sleep(self) -> None:
+        import_ray().get([w.sleep.remote() for w in self.workers])
+
+    def close(self) -> None:
+        ray = import_ray()
+        try:
+            ray.get([w.close.remote() for w in self.workers], timeout=60)
+        except Exception:  # noqa: BLE001 - a worker that already died
+            pass
+        for w in self.workers:
+            ray.kill(w, no_restart=True)
+        self.workers = []
+
+    # -------------------------------------------------------------------------------------------- faults
+    def _run(self, calls: list[tuple[int, str, tuple]], check_version: bool = False) -> tuple[list, int]:
+        """Run ``(worker, method, args)`` calls in parallel; answers in call order and the restarts it took. A
+        call whose worker died, or answered from other weights than the current ones, runs again on the
+        restarted worker once it holds the current weights."""
+        ray = import_ray()
+        refs = [getattr(self.workers[i], method).remote(*args) for i, method, args in calls]
+        answers, restarts = [], 0
+        for (i, method, args), ref in zip(calls, refs):
+            for attempt in range(self.max_restarts + 1):
+                try:
+                    answer = ray.get(ref)
+                    stale = check_version and answer[2] != self.version
+                    if not stale:
+                        break
+                    reason = f"it answered from weights version {answer[2]}, not {self.version} (restarted)"
+                except ray.exceptions.RayActorError as err:
+                    reason = _one_line(err)
+                if attempt == self.max_restarts:
+                    raise DistributedError(f"rollout worker {i} failed {attempt + 1} times ({reason}); "
+                                           f"distributed.max_restarts = {self.max_restarts}")
+                restarts += 1
+                log.warning("rollout worker %d: %s; Ray restarts it and its share of the %s call runs again",
+                            i, reason, method)
+                self._revive(i)
+                ref = getattr(self.workers[i], method).remote(*args)
+            answers.append(answer)
+        return answers, restarts
+
+    def _revive(self, i: int) -> None:
+        """Wait for Ray to restart worker i (a call to a restarting actor waits for it; one to a dead actor fails
+        at once, so a few quick failures in a row mean it is gone), then give it the current weights."""
+        ray = import_ray()
+        for _ in range(DEAD_PINGS):
+            try:
+                version = ray.get(self.workers[i].ping.remote(), timeout=RESTART_WAIT_S)
+                break
+            except ray.exceptions.GetTimeoutError as err:
+                raise DistributedError(f"rollout worker {i} did not restart within {RESTART_WAIT_S:.0f} s") from err
+            except ray.exceptions.RayActorError as err:
+                last = err
+                time.sleep(0.5)
+        else:
+            raise DistributedError(f"rollout worker {i} is gone and Ray does not restart it ({_one_line(last)}); "
+                                   f"distributed.max_restarts = {self.max_restarts}")
+        if self._weights is not None and version != self.version:
+            ray.get(self.workers[i].load_weights.remote(self._weights, self.version))
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:300] if text else type(err).__name__
