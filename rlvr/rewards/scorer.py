@@ -297,7 +297,8 @@ class WorkerPool:
         return float(params.get("timeout_s", self.timeout_s)) if is_user_spec(name) else self.timeout_s
 
     def _lost(self, w: _Worker, queue: deque, results: list, next_id: int, reason: str, k: int | None = None) -> int:
-        """Worker ``w`` hung or died: fail its current item, re-queue the rest of its chunk, replace it."""
+        """Worker ``w`` hung or died: fail its current item, re-queue the rest of its chunk (before and after it),
+        replace it."""
         if k is None:
             k = w.read_progress()[0]
         code = w.proc.poll()
@@ -312,8 +313,10 @@ class WorkerPool:
             if reason.startswith("error: worker died"):
                 reason = _died(code)
             results[chunk[k][0]] = RewardResult(0.0, reason=reason)
-            if chunk[k + 1 :]:
-                queue.appendleft((next_id, chunk[k + 1 :]))
+            # the worker sends a chunk's results at its end: the items before k are lost with it too
+            rest = [item for item in chunk[:k] if results[item[0]] is None] + chunk[k + 1 :]
+            if rest:
+                queue.appendleft((next_id, rest))
                 next_id += 1
             w.chunk = None
         log.warning("reward worker %s: %s; replacing it", w.proc.pid, reason)

@@ -105,6 +105,16 @@ def test_hung_item_is_killed_and_the_rest_still_scored():
     assert elapsed < 10  # 1 s timeout + a worker restart, not the 600 s sleep
 
 
+def test_items_before_a_hung_one_in_its_chunk_are_scored_too():
+    # 8 items on one worker: the hang (item 3) shares a chunk with items before it, whose results the worker
+    # had not sent yet; they are scored again, not lost
+    completions = ["ok"] * 3 + ["hang"] + ["ok"] * 4
+    with RewardScorer([C("_test_hang")], timeout_s=1.0, num_workers=1) as s:
+        out = s.score([ex("1")] * 8, completions)
+    assert [r.score for r in out] == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0], [r.reason for r in out]
+    assert out[3].reason == "timeout after 1s"
+
+
 def test_crashed_worker_is_replaced():
     with RewardScorer([C("_test_crash")], timeout_s=5, num_workers=2) as s:
         out = s.score([ex("1")] * 4, ["ok", "crash", "ok", "ok"])
