@@ -1,18 +1,68 @@
 """Rollout engines: turn prompts into G sampled completions each, keeping token ids, sampling log-probs and
 finish reasons. `hf` (our decode loop, or transformers generate, on the policy itself; rollout.hf) is the default
 and runs anywhere; `vllm` (rlvr.rollout.vllm, optional) is a separate engine that receives the policy's weights
-after every update."""
+after every update.
+
+Seeds: ``generate(..., seeds=[...])`` takes one integer per prompt (0 .. 2**63-1); a prompt's samples then depend
+on its own seed only, not on the other prompts of the call (docs/rollout.md, "Seeds"). Without seeds, one seed per
+prompt is drawn from torch's global RNG (`resolve_seeds`), so ``torch.manual_seed`` before a call reproduces it.
+"""
 
 from __future__ import annotations
 
+import operator
 from typing import Protocol
 
 import torch
 
 from rlvr.types import Completion
 
+MAX_SEED = 2**63 - 1
+_MASK64 = 2**64 - 1
+
+
+def resolve_seeds(seeds, count: int) -> list[int]:
+    """``seeds`` checked (``count`` ints in 0 .. 2**63-1), or, when None, ``count`` seeds drawn from torch's global RNG
+    (one ``torch.randint`` call)."""
+    if seeds is None:
+        return torch.randint(0, MAX_SEED, (count,)).tolist() if count else []
+    if isinstance(seeds, torch.Tensor):
+        seeds = seeds.tolist()
+    seeds = list(seeds)
+    if len(seeds) != count:
+        raise ValueError(f"seeds: {len(seeds)} seeds for {count} prompts (one per prompt)")
+    out = []
+    for s in seeds:
+        try:
+            if isinstance(s, bool):
+                raise TypeError
+            s = operator.index(s)
+        except TypeError:
+            raise TypeError(f"seeds: {s!r} is not an integer") from None
+        if not 0 <= s <= MAX_SEED:
+            raise ValueError(f"seeds: {s} is outside 0 .. 2**63-1")
+        out.append(s)
+    return out
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A seed in 0 .. 2**63-1 derived from ``seed`` and ``keys`` (splitmix64): nearby inputs give unrelated seeds."""
+    x = _splitmix64(seed & _MASK64)
+    for key in keys:
+        x = _splitmix64(x ^ (key & _MASK64))
+    return x >> 1
+
 
 class RolloutEngine(Protocol):
+    split_invariant: bool  # a prompt's samples depend on its seed only, not on the batch it shares (see "Seeds")
+
     def generate(
         self,
         prompts: list[str],
@@ -23,8 +73,9 @@ class RolloutEngine(Protocol):
         top_p: float = 1.0,
         top_k: int = 0,
         batch_size: int = 0,
+        seeds: list[int] | None = None,
     ) -> list[list[Completion]]:
-        """P prompts -> P lists of n completions (temperature 0 = greedy)."""
+        """P prompts -> P lists of n completions (temperature 0 = greedy); ``seeds``: one int per prompt."""
         ...
 
     def sleep(self) -> None:

@@ -16,12 +16,24 @@ Two decode paths (``rollout.hf.decode``, docs/rollout.md):
   (`_warpers`) on float32 logits, and finished rows dropped: when the rows still decoding are at most half the
   batch, the cache is compacted to half its rows (so batch shapes come from B, B/2, B/4 ...). Optionally the
   one-token forward is ``torch.compile``-d (``rollout.hf.compile``). Sampling is by inverse CDF with one uniform
-  per row and step drawn from torch's global RNG for *every* row of the chunk, so a seed gives the same samples
-  whether or not rows were dropped.
+  per sample and step, taken from the sample's *prompt seed* (below), so rows dropped or not, the samples are the
+  same.
+
+Seeds (docs/rollout.md, "Seeds"): ``generate(..., seeds=[...])`` takes one int per prompt; without them one seed per
+prompt is drawn from torch's global RNG (one ``torch.randint`` at the start of the call), so ``torch.manual_seed``
+before a call reproduces it. In the loop, prompt p's uniforms are U_p = ``torch.rand((n, max_new_tokens),
+float64, generator=torch.Generator().manual_seed(seeds[p]))``: sample j at step t uses U_p[j, t], whatever else
+shares the chunk (other prompts, their order, ``batch_size``, pieces of a large group: piece rows done..done+k use
+U_p[done:done+k]). A completion therefore depends on the weights, its prompt, its seed and the sampling settings
+(n and max_new_tokens included: they shape U_p) only; ``split_invariant`` is True. ``decode: generate`` samples from
+torch's global RNG: each chunk runs under a forked RNG seeded with the seed of its first prompt, which reproduces a
+call with the same chunking but is *not* split-invariant (``split_invariant`` False, also after a fallback).
+Greedy decoding ignores seeds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
@@ -36,6 +48,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from rlvr.rollout import derive_seed, resolve_seeds
 from rlvr.types import Completion
 
 logger = logging.getLogger(__name__)
@@ -59,6 +72,9 @@ class HFRolloutEngine:
     cache:      "static" (preallocated StaticCache) or "dynamic" (DynamicCache), for the loop.
     compile:    torch.compile the loop's one-token step (static cache); falls back to eager on failure.
     compact:    drop finished rows from the loop's batch (False only to compare in tests).
+
+    ``split_invariant`` (read-only): True while decoding with the loop, whose samples depend on each prompt's own
+    seed only; False with ``decode: generate`` (chosen, or fallen back to), whose chunks share torch's RNG stream.
     """
 
     def __init__(self, model, tokenizer, device: torch.device | str = "cpu", add_special_tokens: bool = True, *,
@@ -92,6 +108,11 @@ class HFRolloutEngine:
         # (rows, V) logits only, not (rows, prompt width, V), where the forward can say so
         self._forward_kwargs = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
 
+    @property
+    def split_invariant(self) -> bool:
+        """Whether a prompt's samples depend on its seed only (decode loop), not on the prompts it is batched with."""
+        return self.decode == "loop"
+
     @torch.no_grad()
     def generate(
         self,
@@ -103,27 +124,42 @@ class HFRolloutEngine:
         top_p: float = 1.0,
         top_k: int = 0,
         batch_size: int = 0,
+        seeds: list[int] | None = None,
     ) -> list[list[Completion]]:
         """P prompts -> P lists of n completions. ``batch_size`` caps completions per decode call (0 = all): whole
         groups are batched together, and a group larger than ``batch_size`` (many rollouts per prompt, BroRL) is
-        sampled in pieces of ``batch_size``, so memory is bounded by ``batch_size``, not by n."""
+        sampled in pieces of ``batch_size``, so memory is bounded by ``batch_size``, not by n.
+
+        ``seeds``: one int (0 .. 2**63-1) per prompt; None draws them from torch's global RNG. With the decode loop
+        a prompt's completions depend on its seed only, not on the other prompts, their order or ``batch_size``
+        (split-invariant). With ``decode: generate`` each chunk is seeded with its first prompt's seed: the same
+        call with the same chunking repeats, but splitting the prompts differently changes the samples."""
         encoded = [self.tokenizer(p, add_special_tokens=self.add_special_tokens)["input_ids"] for p in prompts]
+        greedy = temperature == 0
+        # checked when given; drawn only when sampling (greedy ignores seeds and leaves torch's RNG alone)
+        seeds = resolve_seeds(seeds, len(prompts)) if seeds is not None or not greedy else [0] * len(prompts)
         per_call = max(1, (batch_size or len(prompts) * n) // n)
-        piece = batch_size if 0 < batch_size < n and temperature != 0 else n  # greedy decodes one row per prompt
+        piece = batch_size if 0 < batch_size < n and not greedy else n  # greedy decodes one row per prompt
         results: list[list[Completion]] = []
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, len(prompts), per_call):
-                chunk = encoded[start : start + per_call]
+                chunk, chunk_seeds = encoded[start : start + per_call], seeds[start : start + per_call]
                 if piece == n:
-                    results.extend(self._chunk(chunk, n, max_new_tokens, temperature, top_p, top_k))
+                    uniforms = self._uniforms(chunk_seeds, n, max_new_tokens, greedy)
+                    results.extend(self._chunk(chunk, n, max_new_tokens, temperature, top_p, top_k,
+                                               chunk_seeds[0], uniforms))
                     continue
-                for ids in chunk:  # one prompt per call, its n samples in pieces
+                for ids, seed in zip(chunk, chunk_seeds):  # one prompt per call, its n samples in pieces
+                    group_uniforms = self._uniforms([seed], n, max_new_tokens, greedy)  # U_p, sliced per piece
                     group: list[Completion] = []
                     for done in range(0, n, piece):
                         k = min(piece, n - done)
-                        group.extend(self._chunk([ids], k, max_new_tokens, temperature, top_p, top_k)[0])
+                        rows = None if group_uniforms is None else group_uniforms[done : done + k]
+                        piece_seed = seed if done == 0 else derive_seed(seed, done)  # decode: generate only
+                        group.extend(self._chunk([ids], k, max_new_tokens, temperature, top_p, top_k, piece_seed,
+                                                 rows)[0])
                     results.append(group)
         finally:
             self.model.train(was_training)
@@ -134,25 +170,36 @@ class HFRolloutEngine:
                 self._pending_compile = 0.0
         return results
 
-    def _chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k) -> list[list[Completion]]:
+    def _uniforms(self, seeds: list[int], n: int, max_new_tokens: int, greedy: bool) -> torch.Tensor | None:
+        """The loop's (len(seeds) * n, max_new_tokens) float64 uniforms: U_p of every prompt, stacked (CPU); None
+        when nothing will use them (greedy, or ``decode: generate``)."""
+        if greedy or self.decode != "loop":
+            return None
+        return torch.cat([torch.rand((n, max_new_tokens), dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(seed)) for seed in seeds])
+
+    def _chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k, seed=0,
+               uniforms=None) -> list[list[Completion]]:
+        """One decode call. ``seed`` seeds ``decode: generate``; ``uniforms`` are the loop's (rows, steps) draws."""
         if self.decode == "loop" and not self._loop_ok:
             reason = _loop_unsupported(self.model)
             if reason:
                 self._fall_back_to_generate(reason)
         if self.decode == "generate":
-            return self._generate_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k)
+            return self._generate_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k, seed)
+        if uniforms is None and temperature != 0:  # a direct call without them: one stream from the seed
+            uniforms = torch.rand((len(prompt_ids) * n, max_new_tokens), dtype=torch.float64,
+                                  generator=torch.Generator().manual_seed(seed))
         if self._loop_ok:
-            return self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k)
-        state = torch.random.get_rng_state()
+            return self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k, uniforms)
         try:
-            out = self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k)
+            out = self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k, uniforms)
         except torch.OutOfMemoryError:
             raise
         except Exception as err:  # noqa: BLE001 - a forward that rejects the cache / kwargs: use generate instead
-            torch.random.set_rng_state(state)
             self._fall_back_to_generate(f"the model's forward failed in the decode loop: {type(err).__name__}: "
                                         f"{str(err)[:300]}")
-            return self._generate_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k)
+            return self._generate_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k, seed)
         self._loop_ok = True
         return out
 
@@ -172,7 +219,10 @@ class HFRolloutEngine:
     def close(self) -> None:
         """Nothing to release."""
 
-    def _generate_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k) -> list[list[Completion]]:
+    def _generate_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k,
+                        seed=None) -> list[list[Completion]]:
+        """model.generate on one chunk; with ``seed``, under a forked global RNG seeded with it (the caller's RNG
+        state is left as it was)."""
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompt_ids)
         input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
@@ -207,12 +257,13 @@ class HFRolloutEngine:
         owner = _owner(self.model)  # peft
         shipped, owner.generation_config = owner.generation_config, GenerationConfig()
         try:
-            out = self.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention.to(self.device),
-                generation_config=config,
-                logits_processor=processors,
-            )
+            with _seeded_rng(self.device, None if greedy else seed):
+                out = self.model.generate(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=attention.to(self.device),
+                    generation_config=config,
+                    logits_processor=processors,
+                )
         finally:
             owner.generation_config = shipped
         generated = out.sequences[:, width:].cpu()  # (chunk*n, T)
@@ -222,8 +273,12 @@ class HFRolloutEngine:
     # ------------------------------------------------------------------------------------------------------
     # decode: loop
 
-    def _loop_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k) -> list[list[Completion]]:
-        """Prefill the P prompts once, repeat the cache for their n rows, then decode one token per step."""
+    def _loop_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k,
+                    uniforms=None) -> list[list[Completion]]:
+        """Prefill the P prompts once, repeat the cache for their n rows, then decode one token per step.
+
+        ``uniforms``: (P * n, max_new_tokens) draws in [0, 1) (sampling only): output row r at step t samples by
+        inverse CDF with uniforms[r, t]."""
         from transformers import DynamicCache, StaticCache
 
         pad, dev = self.tokenizer.pad_token_id, self.device
@@ -258,6 +313,11 @@ class HFRolloutEngine:
         rows = torch.arange(rows_total, device=dev)  # the output row of each batch slot
         live = torch.ones(rows_total, dtype=torch.bool, device=dev)  # slots still decoding
         floor = MIN_COMPILED_ROWS if self.compile else 1
+        if not greedy:  # one (rows, steps) matrix per chunk, on the device; slot s at step t reads [rows[s], t]
+            if uniforms is None or tuple(uniforms.shape) != (rows_total, max_new_tokens):
+                raise ValueError(f"decode loop: uniforms of shape {None if uniforms is None else tuple(uniforms.shape)}"
+                                 f", expected {(rows_total, max_new_tokens)}")
+            uniforms = uniforms.to(dev, _cdf_dtype(dev))
         token = None
         for t in range(max_new_tokens):
             if t > 0:
@@ -276,9 +336,8 @@ class HFRolloutEngine:
                 scores = warper(None, scores)
             if greedy:
                 token = scores.argmax(-1)
-            else:  # one uniform per output row and step, whatever the batch holds: compaction-independent
-                uniform = torch.rand(rows_total, dtype=torch.float64).to(dev, _cdf_dtype(dev))
-                token = _inverse_cdf_sample(scores, uniform[rows])
+            else:  # the output row's own uniform at this step, whatever the batch holds: compaction-independent
+                token = _inverse_cdf_sample(scores, uniforms[rows, t])
             logp = torch.log_softmax(scores, dim=-1).gather(1, token[:, None]).squeeze(1)
             tokens[rows[live], t] = token[live]
             logprobs[rows[live], t] = logp[live]
@@ -352,6 +411,22 @@ def _left_pad(prompt_ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torc
         input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
         attention[i, width - len(ids) :] = 1
     return input_ids, attention
+
+
+@contextlib.contextmanager
+def _seeded_rng(device: torch.device, seed: int | None):
+    """Run under torch's global RNG (CPU and, on an accelerator, ``device``'s type) seeded with ``seed``, the
+    caller's state restored afterwards; ``seed`` None: the RNG as it is (nothing forked)."""
+    if seed is None:
+        yield
+        return
+    accelerator = None if device.type == "cpu" else getattr(torch, device.type)
+    devices = [] if accelerator is None else list(range(accelerator.device_count()))
+    with torch.random.fork_rng(devices=devices, device_type=device.type if accelerator else "cuda"):
+        torch.random.default_generator.manual_seed(seed)
+        if accelerator is not None:
+            getattr(accelerator, "manual_seed_all", accelerator.manual_seed)(seed)
+        yield
 
 
 def _owner(model):

@@ -9,8 +9,11 @@ Sampling is exactly softmax(logits / T) with optional top-k / top-p: no setting 
 generation_config.json leaks in (``generation_config="vllm"``), and the log-prob kept for each sampled token is
 the one of the processed distribution (``logprobs_mode="processed_logprobs"``: after temperature and top-k/p),
 as the HF engine's `compute_transition_scores` gives. Prompts go in as token ids encoded by the trainer's own
-tokenizer, so both engines see the same tokens. Per-request seeds come from torch's RNG, which the trainer
-seeds from (trainer.seed, step): a resumed run samples the same completions.
+tokenizer, so both engines see the same tokens. Each prompt is one request whose vLLM seed is derived from that
+prompt's seed (``generate(..., seeds=[...])``, or drawn per prompt from torch's RNG, which the trainer seeds from
+(trainer.seed, step): a resumed run samples the same completions) and ``cfg.seed``, never from its position in the
+call: vLLM samples each seeded request with its own generator, so a prompt's completions do not depend on the
+other prompts of the call (``split_invariant``; up to batched-kernel numerics).
 
 Weight sync (the path vLLM supports in its V1 engine): ``LLM.collective_rpc`` runs `_load_weights` on every
 worker, which calls ``worker.model_runner.reload_weights(weights_iterator=...)`` with the trainer's tensors under
@@ -31,6 +34,7 @@ from typing import Any
 
 import torch
 
+from rlvr.rollout import derive_seed, resolve_seeds
 from rlvr.types import Completion
 
 log = logging.getLogger("rlvr")
@@ -113,6 +117,12 @@ def inference_weights(model) -> dict[str, torch.Tensor]:
     return weights
 
 
+def request_seed(seed: int, engine_seed: int) -> int:
+    """The vLLM seed of a prompt's request: its own seed mixed with ``rollout.vllm.seed``, in 0 .. 2**31-2 (vLLM
+    gives the request's j-th sample seed + j)."""
+    return derive_seed(seed, engine_seed) % (2**31 - 1)
+
+
 class VLLMRolloutEngine:
     """Sample completions with vLLM (``rollout.engine: vllm``), colocated with the trainer.
 
@@ -124,6 +134,8 @@ class VLLMRolloutEngine:
     max_model_len: prompt + response tokens per sequence.
     eos_ids:      token ids that end a completion (the HF engine's set, passed as stop_token_ids).
     """
+
+    split_invariant = True  # per-request seeds from per-prompt seeds: a prompt's samples ignore the other prompts
 
     def __init__(self, model_path: str, tokenizer, cfg, *, dtype: str, max_model_len: int, eos_ids: list[int],
                  add_special_tokens: bool = True, trust_remote_code: bool = False):
@@ -171,9 +183,11 @@ class VLLMRolloutEngine:
         top_p: float = 1.0,
         top_k: int = 0,
         batch_size: int = 0,
+        seeds: list[int] | None = None,
     ) -> list[list[Completion]]:
         """P prompts -> P lists of n completions (temperature 0 = greedy). vLLM batches by itself:
-        ``batch_size`` is accepted for the protocol and ignored."""
+        ``batch_size`` is accepted for the protocol and ignored. ``seeds``: one int (0 .. 2**63-1) per prompt
+        (None: drawn from torch's global RNG); request i's vLLM seed is `request_seed` (seeds[i], cfg.seed)."""
         encoded = [self.tokenizer(p, add_special_tokens=self.add_special_tokens)["input_ids"] for p in prompts]
         longest = max((len(ids) for ids in encoded), default=0)
         if longest + max_new_tokens > self.max_model_len:
@@ -182,16 +196,17 @@ class VLLMRolloutEngine:
         self.wake_up()
         greedy = temperature == 0
         copies, per_request = (n, 1) if greedy else (1, n)  # greedy: one decode per prompt, repeated n times
-        base = int(torch.randint(0, 2**31 - 1, (1,)))  # from the step's seeded RNG: a resumed run samples the same
+        # checked when given; drawn only when sampling (greedy ignores seeds and leaves torch's RNG alone)
+        seeds = resolve_seeds(seeds, len(encoded)) if seeds is not None or not greedy else [0] * len(encoded)
         params = [
             self._SamplingParams(
                 n=per_request, temperature=temperature, top_p=1.0 if greedy else top_p,
                 top_k=0 if greedy else top_k, max_tokens=max_new_tokens, logprobs=0,
-                seed=(base + self.cfg.seed * 7919 + i * per_request) % (2**31 - 1),
+                seed=request_seed(seed, self.cfg.seed),
                 stop_token_ids=self.eos_ids, detokenize=False, skip_special_tokens=False,
                 repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, min_p=0.0,
             )
-            for i in range(len(encoded))
+            for seed in seeds
         ]
         requests = [self._TokensPrompt(prompt_token_ids=ids) for ids in encoded]
         outputs = self._call(self.llm.generate, requests, params, use_tqdm=False)

@@ -132,8 +132,9 @@ def test_logprobs_equal_compute_transition_scores(engine, temperature):
     engine.model.eval()
     torch.manual_seed(3)
     tokens, scores = _old_way(engine, PROMPTS, 3, 12, temperature, top_k=5, top_p=0.9)
-    torch.manual_seed(3)
-    groups = engine.generate(PROMPTS, 3, max_new_tokens=12, temperature=temperature, top_k=5, top_p=0.9)
+    # decode: generate runs a chunk (here: all prompts) under torch's RNG seeded with its first prompt's seed
+    groups = engine.generate(PROMPTS, 3, max_new_tokens=12, temperature=temperature, top_k=5, top_p=0.9,
+                             seeds=[3, 17, 29])
     flat = [c for g in groups for c in g]
     rows = [i // 3 for i in range(len(flat))] if temperature == 0 else list(range(len(flat)))
     for c, row in zip(flat, rows):

@@ -124,6 +124,26 @@ def test_seeds_come_from_torchs_rng(engine, policy):
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
 
+def test_per_prompt_seeds_give_the_same_completions_however_the_prompts_are_split(engine, policy):
+    """Prompts split across two calls (and reordered) sample what one call samples: request seeds come from each
+    prompt's own seed, not from its position (what distributed rollout workers, each given a slice, rely on)."""
+    model, _ = policy
+    engine.sync_weights(model)
+    assert engine.split_invariant
+    seeds = [11, 2**63 - 1, 0]
+    whole = engine.generate(PROMPTS, 3, max_new_tokens=12, seeds=seeds)
+    split = engine.generate(PROMPTS[2:], 3, max_new_tokens=12, seeds=seeds[2:]) + \
+        engine.generate(PROMPTS[:2], 3, max_new_tokens=12, seeds=seeds[:2])
+    split = split[1:] + split[:1]
+    assert [[c.token_ids for c in g] for g in split] == [[c.token_ids for c in g] for g in whole]
+    for g_split, g_whole in zip(split, whole):
+        for a, b in zip(g_split, g_whole):
+            assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < MAX_TOL
+    other = engine.generate(PROMPTS, 3, max_new_tokens=12, seeds=[12] + seeds[1:])
+    assert [c.token_ids for c in other[0]] != [c.token_ids for c in whole[0]]
+    assert [[c.token_ids for c in g] for g in other[1:]] == [[c.token_ids for c in g] for g in whole[1:]]
+
+
 def test_after_an_optimizer_step_and_a_sync_greedy_equals_the_hf_policy(engine, tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
