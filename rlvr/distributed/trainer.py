@@ -76,7 +76,7 @@ class TrainerRank:
 
     def weights(self) -> dict[str, torch.Tensor] | None:
         """Full trainable weights (gathered on every rank); rank 0 returns them, the others None."""
-        full = self.learner.trainable_weights()
+        full = self.learner.trainable_weights(keep=self.rank == 0)
         return full if self.rank == 0 else None
 
     def save(self, output_dir: str, step: int, driver_state: dict, keep: int, with_reference: bool) -> str | None:

@@ -90,15 +90,17 @@ class Learner:
         self.reference.reset_to(self.model)
         self.optimizer.state.clear()
 
-    def trainable_weights(self) -> dict[str, torch.Tensor]:
+    def trainable_weights(self, keep: bool = True) -> dict[str, torch.Tensor]:
         """The full (gathered) tensors of every trainable parameter, on CPU: what a separate rollout engine
-        needs after an update (frozen ones never change). Collective under FSDP (every rank calls it)."""
+        needs after an update (frozen ones never change). Collective under FSDP (every rank calls it, one
+        parameter at a time); ``keep`` False (ranks other than 0) takes part in the gathers and keeps nothing."""
         full = {}
         for name, p in self.model.named_parameters():
             if p.requires_grad:
                 value = p.detach()
                 value = value.full_tensor() if hasattr(value, "full_tensor") else value
-                full[name] = value.cpu().clone()
+                if keep:
+                    full[name] = value.cpu().clone()
         return full
 
     def save(self, output_dir, step: int, tokenizer, driver_state: dict[str, Any], keep: int,
