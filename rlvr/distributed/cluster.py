@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger("rlvr")
 
@@ -73,3 +74,40 @@ def shutdown() -> None:
 def threads_for(cpus: float) -> int:
     """torch threads of a worker that asked Ray for ``cpus`` CPUs (at least 1)."""
     return max(1, int(round(cpus)))
+
+
+DIED_GRACE_S = 1.0  # a ping failing with ActorDiedError this long means "for good", not "restarting"
+
+
+def wait_for_restart(actor, what: str, wait_s: float, max_restarts: int, err: BaseException):
+    """Ping ``actor`` (which died with ``err``) until Ray has restarted it; returns the ping's answer. A call to
+    a restarting actor waits for it, one to a dead actor fails at once: ActorDiedError for DIED_GRACE_S, or no
+    answer within ``wait_s``, raises DistributedError naming ``what``."""
+    ray = import_ray()
+    deadline = time.monotonic() + wait_s
+    died_since = None
+    last: BaseException = err
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DistributedError(f"{what} did not come back within {wait_s:g}s after dying ({first_line(last)})")
+        try:
+            return ray.get(actor.ping.remote(), timeout=min(left, 10.0))
+        except ray.exceptions.GetTimeoutError as e:
+            last = e
+        except ray.exceptions.ActorDiedError as e:  # restarts used up (or not restartable): for good
+            last = e
+            died_since = died_since or time.monotonic()
+            if time.monotonic() - died_since > DIED_GRACE_S:
+                raise DistributedError(f"{what} died and Ray cannot restart it (distributed.max_restarts = "
+                                       f"{max_restarts} over the run): {first_line(e)}") from None
+            time.sleep(0.1)
+        except ray.exceptions.RayActorError as e:  # unavailable: restarting
+            last = e
+            time.sleep(0.1)
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (Ray's are long)."""
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__

@@ -32,7 +32,8 @@ from dataclasses import replace
 from typing import Any
 
 from rlvr.config import RewardComponentConfig, RewardConfig
-from rlvr.distributed.cluster import DistributedError, import_ray, threads_for
+from rlvr.distributed.cluster import DistributedError, first_line as _first_line, import_ray, threads_for, \
+    wait_for_restart
 from rlvr.rewards.compose import resolve_components
 from rlvr.rewards.user import is_user_spec
 from rlvr.types import Example, RewardResult
@@ -42,7 +43,6 @@ log = logging.getLogger("rlvr.distributed")
 START_TIMEOUT_S = 120.0  # the actors must be scheduled and built within this (else: too few CPUs in the cluster?)
 RESTART_WAIT_S = 60.0  # how long a dead worker may take to come back before the call fails
 CLOSE_WAIT_S = 10.0  # close() waits this long at most for the killed actors to be gone
-_DIED_GRACE_S = 1.0  # ActorDiedError on a ping means "for good"; look again for this long before believing it
 
 
 def _absolute_spec(spec: str) -> str:
@@ -69,11 +69,6 @@ def _plugins(names: set[str]) -> list[tuple[str, str | None]]:
             continue
         found += [p for p in extra if p not in found]
     return [(module, os.path.abspath(path) if path else None) for module, path in found]
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -268,30 +263,7 @@ class RayRewardGroup:
 
     def _await_restart(self, k: int, err: BaseException) -> str:
         """Ping worker ``k`` until its new incarnation answers (its token), within RESTART_WAIT_S."""
-        ray = self._ray
-        deadline = time.monotonic() + RESTART_WAIT_S
-        died_since = None
-        last: BaseException = err
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DistributedError(f"reward worker {k} did not come back within {RESTART_WAIT_S:g}s after "
-                                       f"dying ({_first_line(last)})")
-            try:
-                return ray.get(self.actors[k].ping.remote(), timeout=min(left, 10.0))
-            except ray.exceptions.GetTimeoutError as e:
-                last = e
-            except ray.exceptions.ActorDiedError as e:  # restarts used up (or not restartable): for good
-                last = e
-                died_since = died_since or time.monotonic()
-                if time.monotonic() - died_since > _DIED_GRACE_S:
-                    raise DistributedError(f"reward worker {k} died and Ray cannot restart it "
-                                           f"(max_restarts={self.max_restarts} over the run): "
-                                           f"{_first_line(e)}") from None
-                time.sleep(0.1)
-            except ray.exceptions.RayActorError as e:  # unavailable: restarting
-                last = e
-                time.sleep(0.1)
+        return wait_for_restart(self.actors[k], f"reward worker {k}", RESTART_WAIT_S, self.max_restarts, err)
 
     @staticmethod
     def _slim(examples: list[Example]) -> list[Example]:

@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlvr.distributed.cluster import DistributedError, import_ray, threads_for
+from rlvr.distributed.cluster import DistributedError, first_line, import_ray, threads_for, wait_for_restart
 
 log = logging.getLogger("rlvr")
 
 RESTART_WAIT_S = 600.0  # how long a restarted worker may take to load its model and engine
-DEAD_PINGS = 10  # pings failing at once, 0.5 s apart, before a worker counts as gone (not restarting)
 
 
 class RolloutWorker:
@@ -106,7 +105,7 @@ class RayRolloutGroup:
         try:
             invariant = ray.get([w.split_invariant.remote() for w in self.workers])
         except Exception as err:  # noqa: BLE001
-            raise DistributedError(f"the rollout workers could not start: {err}") from err
+            raise DistributedError(f"the rollout workers could not start: {first_line(err)}") from err
         if len(self.workers) > 1 and not all(invariant):
             log.warning("rollout: the engine's samples depend on how prompts are batched (rollout.hf.decode "
                         "generate): with %d rollout workers they differ from a one-process run's (same seed)",
@@ -165,45 +164,29 @@ class RayRolloutGroup:
         answers, restarts = [], 0
         for (i, method, args), ref in zip(calls, refs):
             for attempt in range(self.max_restarts + 1):
+                err = None
                 try:
                     answer = ray.get(ref)
                     stale = check_version and answer[2] != self.version
                     if not stale:
                         break
                     reason = f"it answered from weights version {answer[2]}, not {self.version} (restarted)"
-                except ray.exceptions.RayActorError as err:
-                    reason = _one_line(err)
+                except ray.exceptions.RayActorError as died:
+                    err, reason = died, first_line(died)
                 if attempt == self.max_restarts:
                     raise DistributedError(f"rollout worker {i} failed {attempt + 1} times ({reason}); "
                                            f"distributed.max_restarts = {self.max_restarts}")
                 restarts += 1
                 log.warning("rollout worker %d: %s; Ray restarts it and its share of the %s call runs again",
                             i, reason, method)
-                self._revive(i)
+                self._revive(i, err)
                 ref = getattr(self.workers[i], method).remote(*args)
             answers.append(answer)
         return answers, restarts
 
-    def _revive(self, i: int) -> None:
-        """Wait for Ray to restart worker i (a call to a restarting actor waits for it; one to a dead actor fails
-        at once, so a few quick failures in a row mean it is gone), then give it the current weights."""
-        ray = import_ray()
-        for _ in range(DEAD_PINGS):
-            try:
-                version = ray.get(self.workers[i].ping.remote(), timeout=RESTART_WAIT_S)
-                break
-            except ray.exceptions.GetTimeoutError as err:
-                raise DistributedError(f"rollout worker {i} did not restart within {RESTART_WAIT_S:.0f} s") from err
-            except ray.exceptions.RayActorError as err:
-                last = err
-                time.sleep(0.5)
-        else:
-            raise DistributedError(f"rollout worker {i} is gone and Ray does not restart it ({_one_line(last)}); "
-                                   f"distributed.max_restarts = {self.max_restarts}")
+    def _revive(self, i: int, err: BaseException | None) -> None:
+        """Wait for Ray to restart worker i, then give it the current weights."""
+        version = wait_for_restart(self.workers[i], f"rollout worker {i}", RESTART_WAIT_S, self.max_restarts,
+                                   err or DistributedError("stale weights"))
         if self._weights is not None and version != self.version:
-            ray.get(self.workers[i].load_weights.remote(self._weights, self.version))
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:300] if text else type(err).__name__
+            import_ray().get(self.workers[i].load_weights.remote(self._weights, self.version))

@@ -123,7 +123,10 @@ def _cli(args, cwd):
 
 
 def test_driver_killed_with_sigkill_resumes_to_the_same_weights(runs, tmp_path):
+    # one rollout and one reward worker instead of two: a prompt's completions do not depend on which worker, or
+    # how many, sampled it, so the final weights must still be the two-worker run's, bit for bit
     cfg = dict(runs["cfg"], output_dir=str(tmp_path / "run"))
+    cfg["distributed"] = dict(cfg["distributed"], rollout_workers=1, reward_workers=1)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     proc = _cli(["train", str(tmp_path / "c.yaml")], tmp_path)
     marker = tmp_path / "run" / "checkpoints" / "step_000001" / "manifest.json"
@@ -147,7 +150,7 @@ def test_a_killed_rollout_worker_is_restarted_and_the_run_finishes(runs, tmp_pat
     import ray
 
     cfg = dict(runs["cfg"], output_dir=str(tmp_path / "run"))
-    cfg["distributed"] = dict(cfg["distributed"], colocate=True)  # rollout worker i in trainer rank i's bundle
+    cfg["distributed"] = dict(cfg["distributed"], colocate=True, reward_workers=1)  # rollout i in rank i's bundle
     metrics_file = tmp_path / "run" / "metrics.jsonl"
     killed = {}
 
