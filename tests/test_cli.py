@@ -51,12 +51,12 @@ def _train_with_missing_model(tmp_path, rows: list[dict]):
 
 
 def test_bad_data_is_a_clear_error_before_the_model_loads(tmp_path, tiny_model_dir, monkeypatch):
-    import rlvr.trainer.loop as loop
+    import rlvr.trainer.learner as learner
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("the model was loaded before the data was checked")
 
-    monkeypatch.setattr(loop, "load_policy", must_not_load)
+    monkeypatch.setattr(learner, "load_policy", must_not_load)
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"question": "1+1"}) + "\n" + json.dumps({"answer": "2"}) + "\n")
     path = tmp_path / "c.yaml"

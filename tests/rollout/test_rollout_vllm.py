@@ -238,6 +238,7 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # ~110 s (two CLI runs that each start vLLM): .ci/run runs it with `pytest -m slow`
 def test_cli_train_with_vllm_logs_the_rollout_metrics_and_resumes_after_a_kill(tmp_path, tiny_model_dir,
                                                                                arithmetic_jsonl):
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
