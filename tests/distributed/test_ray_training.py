@@ -103,6 +103,21 @@ def test_a_ray_checkpoint_loads_in_transformers(runs):
         assert torch.equal(p.detach(), saved[name]), name
 
 
+def test_a_ray_checkpoint_resumes_on_another_number_of_ranks(runs, tmp_path):
+    """The Ray run's step-2 checkpoint (2 FSDP ranks) resumed in one process: the optimizer state is kept by
+    parameter name, full, so step 3 lands where the Ray run's step 3 did (within the ranks' tolerance)."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(runs["ray"] / "checkpoints" / "step_000002", out / "checkpoints" / "step_000002")
+    cfg = dict(runs["cfg"], output_dir=str(out), distributed={"backend": "none"})
+    train(config_from_dict(cfg))
+    assert max_diff(final_weights(out), final_weights(runs["ray"])) <= WEIGHT_TOL
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    ray_rows = [json.loads(x) for x in (runs["ray"] / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == STEPS and rows[-1]["loss"] == pytest.approx(ray_rows[-1]["loss"], abs=1e-6)
+
+
 def _processes_titled(prefix: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
