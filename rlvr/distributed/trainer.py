@@ -71,8 +71,8 @@ class TrainerRank:
         seed_step(self.cfg.trainer.seed, step)  # the same global RNG on every rank as in one process
         t0 = time.perf_counter()
         metrics, finite = self.learner.update(batch, kl_coef, step)
-        return (metrics, finite, time.perf_counter() - t0) if self.rank == 0 else (None, finite,
-                                                                                   time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        return (metrics if self.rank == 0 else None), finite, seconds  # metrics are already summed over ranks
 
     def weights(self) -> dict[str, torch.Tensor] | None:
         """Full trainable weights (gathered on every rank); rank 0 returns them, the others None."""
@@ -125,7 +125,7 @@ class RayTrainerGroup:
             described = ray.get([r.setup.remote(host, port, str(resume) if resume else None, str(marker))
                                  for r in self.ranks])
         except Exception as err:  # noqa: BLE001 - the first line of the remote error, with the rank's story
-            raise DistributedError(f"the trainer ranks could not start: {_first_line(err)}") from err
+            raise DistributedError(f"the trainer ranks could not start: {_remote_message(err)}") from err
         finally:
             marker.unlink(missing_ok=True)
         log.info("trainer group: %s", "; ".join(described))
@@ -138,8 +138,8 @@ class RayTrainerGroup:
         try:
             return ray.get([getattr(r, method).remote(*args) for r in self.ranks])
         except ray.exceptions.RayActorError as err:
-            raise DistributedError(f"a trainer rank died during {method} ({_first_line(err)}); the run stops and "
-                                   "resumes from its last checkpoint with the same command") from err
+            raise DistributedError(f"a trainer rank died during {method} ({_remote_message(err)}); the run stops "
+                                   "and resumes from its last checkpoint with the same command") from err
 
     def update(self, batch, kl_coef: float, step: int) -> tuple[dict[str, float], bool]:
         ray = import_ray()
@@ -187,7 +187,7 @@ def _rank_gpus(d) -> float:
     return d.trainer_gpus / 2 if d.colocate and d.trainer_gpus else d.trainer_gpus
 
 
-def _first_line(err: BaseException) -> str:
+def _remote_message(err: BaseException) -> str:
     """The remote error's own message (Ray wraps it in a traceback of the actor)."""
     cause = getattr(err, "cause", None) or err
     text = str(cause).strip()
