@@ -93,7 +93,7 @@ def main() -> None:
                           memory_limit_mb=cfg.reward.memory_limit_mb) as scorer:
             for step in range(args.warmup + args.steps):
                 record = step >= args.warmup
-                ex, groups, results, m = phase("rollout", lambda: sample_groups(cfg, sampler, engine, scorer), record)
+                ex, groups, results, m = phase("rollout", lambda: sample_groups(cfg, sampler, engine, scorer, step), record)
                 if record:  # sample_groups timed scoring apart: take it out of the rollout phase
                     times["reward"].append(m["time/reward_s"])
                     times["rollout"][-1] -= m["time/reward_s"]
