@@ -111,3 +111,35 @@ def first_line(err: BaseException) -> str:
     """The first line of an error's message (Ray's are long)."""
     text = str(err).strip()
     return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def stop_actors(actors: list, method: str, timeout_s: float, wait_s: float = 10.0) -> None:
+    """Call ``method`` (a clean shutdown) on every actor, then kill them for good and wait (at most ``wait_s``)
+    until each is gone: ray.kill goes through the GCS while a task goes straight to the actor, so an actor can
+    still answer for a moment after ray.kill returns. A dead or stuck actor is killed all the same. The actors
+    need a ``ping`` method."""
+    ray = import_ray()
+    if not actors or not ray.is_initialized():
+        return
+    try:
+        ray.get([getattr(a, method).remote() for a in actors], timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - an actor that already died, or is stuck
+        pass
+    for a in actors:
+        try:
+            ray.kill(a, no_restart=True)
+        except Exception:  # noqa: BLE001
+            pass
+    deadline = time.monotonic() + wait_s
+    alive = list(actors)
+    while alive and time.monotonic() < deadline:
+        still = []
+        for a in alive:
+            try:
+                ray.get(a.ping.remote(), timeout=max(0.1, deadline - time.monotonic()))
+                still.append(a)
+            except Exception:  # noqa: BLE001 - ActorDiedError: gone (a timeout: give up on it)
+                pass
+        alive = still
+        if alive:
+            time.sleep(0.05)

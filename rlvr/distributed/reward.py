@@ -32,8 +32,8 @@ from dataclasses import replace
 from typing import Any
 
 from rlvr.config import RewardComponentConfig, RewardConfig
-from rlvr.distributed.cluster import DistributedError, first_line as _first_line, import_ray, threads_for, \
-    wait_for_restart
+from rlvr.distributed.cluster import DistributedError, first_line as _first_line, import_ray, stop_actors, \
+    threads_for, wait_for_restart
 from rlvr.rewards.compose import resolve_components
 from rlvr.rewards.user import is_user_spec
 from rlvr.types import Example, RewardResult
@@ -222,30 +222,7 @@ class RayRewardGroup:
         ray = getattr(self, "_ray", None)
         if not actors or ray is None or not ray.is_initialized():
             return
-        try:
-            ray.get([a.close.remote() for a in actors], timeout=5)  # stop the verifier processes cleanly
-        except Exception:  # noqa: BLE001 - a dead or stuck actor is killed below all the same
-            pass
-        for a in actors:
-            try:
-                ray.kill(a, no_restart=True)
-            except Exception:  # noqa: BLE001
-                pass
-        # ray.kill goes through the GCS while a task goes straight to the actor: an actor can still answer for a
-        # moment after ray.kill returns. Wait (bounded) until each one is gone, so its CPUs are free on return.
-        deadline = time.monotonic() + CLOSE_WAIT_S
-        alive = list(actors)
-        while alive and time.monotonic() < deadline:
-            still = []
-            for a in alive:
-                try:
-                    ray.get(a.ping.remote(), timeout=max(0.1, deadline - time.monotonic()))
-                    still.append(a)
-                except Exception:  # noqa: BLE001 - ActorDiedError: gone (a timeout: give up on it)
-                    pass
-            alive = still
-            if alive:
-                time.sleep(0.05)
+        stop_actors(actors, "close", timeout_s=5, wait_s=CLOSE_WAIT_S)  # stop the verifier processes cleanly
 
     def __enter__(self) -> "RayRewardGroup":
         return self

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlvr.distributed.cluster import DistributedError, first_line, import_ray, threads_for, wait_for_restart
+from rlvr.distributed.cluster import DistributedError, first_line, import_ray, stop_actors, threads_for, wait_for_restart
 
 log = logging.getLogger("rlvr")
 
@@ -145,14 +145,8 @@ class RayRolloutGroup:
         import_ray().get([w.sleep.remote() for w in self.workers])
 
     def close(self) -> None:
-        ray = import_ray()
-        try:
-            ray.get([w.close.remote() for w in self.workers], timeout=60)
-        except Exception:  # noqa: BLE001 - a worker that already died
-            pass
-        for w in self.workers:
-            ray.kill(w, no_restart=True)
-        self.workers = []
+        workers, self.workers = self.workers, []
+        stop_actors(workers, "close", timeout_s=60)
 
     # -------------------------------------------------------------------------------------------- faults
     def _run(self, calls: list[tuple[int, str, tuple]], check_version: bool = False) -> tuple[list, int]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from rlvr.distributed.cluster import DistributedError, import_ray, threads_for
+from rlvr.distributed.cluster import DistributedError, import_ray, stop_actors, threads_for
 
 log = logging.getLogger("rlvr")
 
@@ -30,6 +30,9 @@ class TrainerRank:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         self.cfg, self.rank, self.world = cfg, rank, world
         self.learner = None
+
+    def ping(self) -> int:
+        return self.rank
 
     def rendezvous(self) -> tuple[str, int]:
         """(this node's IP, a free port): rank 0's answer is where the process group meets."""
@@ -167,14 +170,8 @@ class RayTrainerGroup:
         self._all("reset_reference")
 
     def close(self) -> None:
-        ray = import_ray()
-        try:
-            ray.get([r.shutdown.remote() for r in self.ranks], timeout=60)
-        except Exception:  # noqa: BLE001 - a rank that already died
-            pass
-        for r in self.ranks:
-            ray.kill(r)
-        self.ranks = []
+        ranks, self.ranks = self.ranks, []
+        stop_actors(ranks, "shutdown", timeout_s=60)  # the process group destroyed first, then the actors
         if self.placement is not None:
             from ray.util.placement_group import remove_placement_group
 

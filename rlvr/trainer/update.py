@@ -110,8 +110,8 @@ class UpdateRuntime:
         """[(rows, Packed or None)]: packed rows with trainer.packing, otherwise slices of ``size`` rows. With a
         `Shard`: this rank's share of ``rows`` only, padded with None (dummy micro-batches) to the ranks' most."""
         if shard is not None:
-            return shard.align(self.micro_batches(batch, shard.part(rows), size, device) if len(shard.part(rows))
-                               else [])
+            own = shard.part(rows)
+            return shard.align(self.micro_batches(batch, own, size, device) if len(own) else [])
         if self.packing:
             return batch.packed_micro_batches(rows, size, device)
         return [(r, None) for r in _micro_batches(rows, size)]
