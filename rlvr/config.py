@@ -256,6 +256,21 @@ class DistributedConfig:
 
 
 @dataclass
+class AsyncConfig:
+    """Asynchronous RL (docs/async.md), the YAML section ``async``: rollouts overlap training, sampled by a rollout
+    process beside the trainer (or the Ray rollout workers), under a strict staleness bound, with decoupled PPO."""
+
+    max_staleness: int = 0  # k: a trained group was sampled at most k weight versions ago; 0 = the synchronous loop
+    mode: str = "fixed"  # fixed: batch n sampled with the weights of step n - k exactly | free: any group within k
+    partial_rollout: bool = False  # free mode: generation in flight is interrupted by new weights and resumed
+    sync_timeout_s: float = 120.0  # deadline of every weight sync (transfer + round-trip check)
+    correction: str = "decoupled"  # decoupled (PPO ratio vs pi_prox, weight pi_prox / mu) | none (ablation only)
+    rollout_threads: int = 0  # torch threads of the rollout process; 0 = half the cores (at least 1)
+    trainer_threads: int = 0  # torch threads of the trainer while async; 0 = the cores the rollout leaves
+    start_timeout_s: float = 600.0  # the rollout process loading its model and engine
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -269,6 +284,11 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    async_: AsyncConfig = field(default_factory=AsyncConfig)  # YAML / CLI key: async (a Python keyword)
+
+
+# YAML keys that are Python keywords, and the dataclass fields that hold them
+KEY_ALIASES = {"async": "async_"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -339,6 +359,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
+        key = KEY_ALIASES.get(key, key) if not prefix else key
         if key not in names:
             hint = closest(str(key), names)
             where = f" in '{prefix}'" if prefix else ""
@@ -476,7 +497,12 @@ def _deepcopy(tree: Any) -> Any:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """The config as plain YAML-able data, under the YAML keys (``async``, not ``async_``)."""
+    out = dataclasses.asdict(cfg)
+    if isinstance(cfg, RunConfig):
+        fields = {v: k for k, v in KEY_ALIASES.items()}
+        out = {fields.get(k, k): v for k, v in out.items()}
+    return out
 
 
 def to_yaml(cfg: Any) -> str:
@@ -530,6 +556,7 @@ def validate(cfg: RunConfig) -> None:
     _choice("algorithm.adv_scale", a.adv_scale, ["group", "batch", "none"])
     _choice("algorithm.kl_in", a.kl_in, ["loss", "reward"])
     _choice("rollout.engine", r.engine, ["hf", "vllm"])
+    _validate_async(cfg)
     d = cfg.distributed
     _choice("distributed.backend", d.backend, ["none", "ray"])
     for key in ("trainer_workers", "rollout_workers", "reward_workers"):
@@ -683,6 +710,32 @@ def validate(cfg: RunConfig) -> None:
             if comp.name not in ANSWER_FORMAT_VERIFIERS + ("auto",):
                 raise ConfigError(f"reward.components[{i}].params.answer_format: only the math and mcqa verifiers "
                                   f"(or auto) read it, not {comp.name!r}")
+
+
+def _validate_async(cfg: RunConfig) -> None:
+    s = cfg.async_
+    _choice("async.mode", s.mode, ["fixed", "free"])
+    _choice("async.correction", s.correction, ["decoupled", "none"])
+    if s.max_staleness < 0:
+        raise ConfigError(f"async.max_staleness must be >= 0 (0 = synchronous), got {s.max_staleness}")
+    for key in ("sync_timeout_s", "start_timeout_s"):
+        if not getattr(s, key) > 0:
+            raise ConfigError(f"async.{key} must be > 0 seconds, got {getattr(s, key)}")
+    for key in ("rollout_threads", "trainer_threads"):
+        if getattr(s, key) < 0:
+            raise ConfigError(f"async.{key} must be >= 0 (0 = automatic), got {getattr(s, key)}")
+    if s.partial_rollout and s.mode != "free":
+        raise ConfigError("async.partial_rollout interrupts generation when new weights arrive: it needs "
+                          "async.mode=free (fixed mode samples each batch with one exact version)")
+    if s.max_staleness == 0 and s.mode == "free":
+        raise ConfigError("async.mode=free with max_staleness 0 would drop every group sampled during an update; "
+                          "use max_staleness >= 1, or 0 with mode fixed (the synchronous loop)")
+    if s.partial_rollout and (cfg.rollout.engine != "hf" or cfg.rollout.hf.decode != "loop"):
+        raise ConfigError("async.partial_rollout needs the HF decode loop (rollout.engine=hf, rollout.hf.decode="
+                          "loop), which can stop at a token boundary")
+    if s.partial_rollout and cfg.distributed.backend == "ray":
+        raise ConfigError("async.partial_rollout runs with the rollout process of one machine, not yet with Ray "
+                          "rollout workers (docs/async.md, limits)")
 
 
 def _check_user_reward(key: str, path: str, function: str) -> None:

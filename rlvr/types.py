@@ -39,7 +39,12 @@ class Completion:
 
     token_ids:  (T_i,) response token ids, without padding; includes the EOS token when finish_reason == "eos".
     logprobs:   (T_i,) log-probabilities of token_ids under the sampling distribution.
-    finish_reason: "eos" (the model stopped) or "length" (truncated at max_new_tokens).
+    finish_reason: "eos" (the model stopped) or "length" (truncated at max_new_tokens); "interrupted" only inside
+               a partial rollout, before it is resumed.
+    version:   the weight version that sampled it (0 = the starting weights, v = after v updates); with partial
+               rollouts the oldest of its segments'.
+    segments:  partial rollouts: [[version, tokens], ...] in order (their tokens add up to len(token_ids));
+               empty when one version sampled all of it.
     """
 
     text: str
@@ -47,6 +52,8 @@ class Completion:
     logprobs: list[float]
     finish_reason: str
     prompt_ids: list[int] = field(default_factory=list)
+    version: int = 0
+    segments: list[list[int]] = field(default_factory=list)
 
 
 @dataclass

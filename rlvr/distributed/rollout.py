@@ -23,59 +23,11 @@ import numpy as np
 import torch
 
 from rlvr.distributed.cluster import DistributedError, first_line, import_ray, stop_actors, threads_for, wait_for_restart
+from rlvr.rollout.worker import RolloutWorker
 
 log = logging.getLogger("rlvr")
 
 RESTART_WAIT_S = 600.0  # how long a restarted worker may take to load its model and engine
-
-
-class RolloutWorker:
-    """One engine in a Ray actor (``ray.remote(RolloutWorker)``); starts from cfg.model.path's weights."""
-
-    def __init__(self, cfg, cpus: float):
-        from rlvr.rollout import make_engine
-        from rlvr.trainer.policy import load_policy, load_tokenizer, resolve_device, resolve_dtype
-
-        torch.set_num_threads(threads_for(cpus))
-        device = resolve_device(cfg.model.device)
-        dtype = resolve_dtype(cfg.model.dtype, device)
-        self.tokenizer = load_tokenizer(cfg.model)
-        torch.manual_seed(cfg.trainer.seed)
-        # the engine's own copy of the policy: the HF engine decodes with it, vLLM receives its weights
-        self.model = load_policy(cfg.model, device if cfg.rollout.engine == "hf" else torch.device("cpu"), dtype)
-        self.model.requires_grad_(False)
-        self.engine = make_engine(cfg, self.model, self.tokenizer, device, dtype, [])
-        self.version = 0  # of the weights held: 0 = the model folder's
-
-    def ping(self) -> int:
-        return self.version
-
-    def split_invariant(self) -> bool:
-        return bool(getattr(self.engine, "split_invariant", False))
-
-    def load_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
-        """The trainer's trainable weights (by parameter name) into this copy, then into the engine."""
-        own = dict(self.model.named_parameters())
-        unknown = sorted(set(weights) - set(own))
-        if unknown:
-            raise KeyError(f"weights for parameters this worker's model does not have: {unknown[:5]}")
-        with torch.no_grad():
-            for name, value in weights.items():
-                own[name].copy_(value.to(own[name].device, own[name].dtype))
-        self.engine.sync_weights(self.model)  # vLLM: pushed and checked; HF: nothing more to do
-        self.version = version
-        return version
-
-    def generate(self, prompts: list[str], n: int, kwargs: dict[str, Any]):
-        t0 = time.perf_counter()
-        groups = self.engine.generate(prompts, n, **kwargs)
-        return groups, time.perf_counter() - t0, self.version
-
-    def sleep(self) -> None:
-        self.engine.sleep()
-
-    def close(self) -> None:
-        self.engine.close()
 
 
 class RayRolloutGroup:
@@ -101,7 +53,7 @@ class RayRolloutGroup:
                     placement_group=group, placement_group_bundle_index=bundles[i])
                 if d.colocate and d.trainer_gpus:
                     options["num_gpus"] = d.trainer_gpus / 2  # the other half of the rank's GPU
-            self.workers.append(actor.options(**options).remote(cfg, d.rollout_cpus))
+            self.workers.append(actor.options(**options).remote(cfg, threads_for(d.rollout_cpus)))
         try:
             invariant = ray.get([w.split_invariant.remote() for w in self.workers])
         except Exception as err:  # noqa: BLE001
@@ -140,6 +92,19 @@ class RayRolloutGroup:
         self.version += 1
         self._run([(i, "load_weights", (self._weights, self.version)) for i in range(len(self.workers))])
         return {"time/weight_sync_s": time.perf_counter() - t0}
+
+    def load_weights(self, weights, version: int, probe_ids: list[int] | None, timeout_s: float):
+        """Asynchronous runs: load ``weights`` (an object-store reference taken right after the update) as
+        ``version`` into every worker within ``timeout_s``; returns each worker's probe log-probs."""
+        ray = import_ray()
+        self._weights, self.version = weights, version
+        refs = [w.load_weights.remote(weights, version, probe_ids) for w in self.workers]
+        try:
+            answers = ray.get(refs, timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise TimeoutError(f"the rollout workers did not load weights version {version} within "
+                               f"{timeout_s:g} s") from None
+        return [a[1] for a in answers] if probe_ids is not None else []
 
     def sleep(self) -> None:
         import_ray().get([w.sleep.remote() for w in self.workers])

@@ -82,6 +82,10 @@ class TrainerRank:
         full = self.learner.trainable_weights(keep=self.rank == 0)
         return full if self.rank == 0 else None
 
+    def probe(self, ids: list[int]):
+        """The policy's log-probs of fixed tokens (a forward on every rank: FSDP gathers the layers)."""
+        return self.learner.probe_logprobs(ids)
+
     def save(self, output_dir: str, step: int, driver_state: dict, keep: int, with_reference: bool) -> str | None:
         if self.tokenizer is None and self.rank == 0:
             from rlvr.trainer.policy import load_tokenizer
@@ -161,6 +165,13 @@ class RayTrainerGroup:
             import_ray().get(refs[1:])  # every rank takes part in the gather; only rank 0's answer is kept
             self._weights = refs[0]
         return self._weights
+
+    def weights_snapshot(self):
+        """The weights after the last update, in the object store (an async run's engines load them later)."""
+        return self.weights_ref()
+
+    def probe_logprobs(self, ids: list[int]):
+        return self._all("probe", ids)[0]
 
     def save(self, output_dir, step: int, tokenizer, driver_state: dict, keep: int, with_reference: bool):
         paths = self._all("save", str(Path(output_dir).resolve()), step, driver_state, keep, with_reference)

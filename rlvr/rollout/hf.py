@@ -105,6 +105,9 @@ class HFRolloutEngine:
         self._compiled = None  # the compiled one-token step, built once per engine
         self._compiled_shapes: set[tuple] = set()
         self._pending_compile = 0.0  # compile seconds of this generate() call, logged once at its end
+        # partial rollouts (async free mode): an Event; when set, the decode loop stops at the next token and the
+        # unfinished completions come back "interrupted" (continued later by `continue_ids`); None = never
+        self.interrupt = None
         # (rows, V) logits only, not (rows, prompt width, V), where the forward can say so
         self._forward_kwargs = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
 
@@ -169,6 +172,26 @@ class HFRolloutEngine:
                             ", ".join(f"{b}x{c}" for b, c in sorted(self._compiled_shapes, reverse=True)))
                 self._pending_compile = 0.0
         return results
+
+    @torch.no_grad()
+    def continue_ids(self, prefixes: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+                     top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None) -> list[Completion]:
+        """One completion per token-id prefix (a prompt plus tokens sampled so far), decoded on from its last
+        token with a cache rebuilt from the ids (partial rollouts): the ids are never re-tokenised. ``seeds``: one
+        per prefix (its draws). Needs the decode loop; the returned prompt_ids are the prefixes."""
+        if self.decode != "loop":
+            raise RuntimeError("continuing from token ids needs rollout.hf.decode loop")
+        greedy = temperature == 0
+        seeds = resolve_seeds(seeds, len(prefixes)) if seeds is not None or not greedy else [0] * len(prefixes)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            uniforms = self._uniforms(seeds, 1, max_new_tokens, greedy)
+            groups = self._chunk(prefixes, 1, max_new_tokens, temperature, top_p, top_k, seeds[0] if seeds else 0,
+                                 uniforms)
+        finally:
+            self.model.train(was_training)
+        return [g[0] for g in groups]
 
     def _uniforms(self, seeds: list[int], n: int, max_new_tokens: int, greedy: bool) -> torch.Tensor | None:
         """The loop's (len(seeds) * n, max_new_tokens) float64 uniforms: U_p of every prompt, stacked (CPU); None
@@ -319,7 +342,11 @@ class HFRolloutEngine:
                                  f", expected {(rows_total, max_new_tokens)}")
             uniforms = uniforms.to(dev, _cdf_dtype(dev))
         token = None
+        steps = max_new_tokens  # tokens decoded per row, when interrupted
         for t in range(max_new_tokens):
+            if t > 0 and self.interrupt is not None and self.interrupt.is_set():
+                steps = t  # at a token boundary: rows still live end "interrupted" with t tokens
+                break
             if t > 0:
                 if self.compact:
                     keep = _compacted_size(int(live.sum()), live.numel(), floor)
@@ -344,7 +371,8 @@ class HFRolloutEngine:
             live = live & ~torch.isin(token, eos)
             if not bool(live.any()):
                 break
-        return self._completions(tokens.cpu(), logprobs.cpu(), prompt_ids, n, copies)
+        interrupted = rows[live].tolist() if steps < max_new_tokens else []
+        return self._completions(tokens.cpu(), logprobs.cpu(), prompt_ids, n, copies, interrupted, steps)
 
     def _forward(self, input_ids, position_ids, attention_mask, cache) -> torch.Tensor:
         """(rows, q) tokens -> (rows, V) float32 logits of the last position; ``cache`` is updated in place."""
@@ -384,13 +412,17 @@ class HFRolloutEngine:
             self._pending_compile += elapsed
         return logits
 
-    def _completions(self, generated, scores, prompt_ids, n, copies) -> list[list[Completion]]:
-        """(rows, T) token ids (pad after EOS) and their log-probs -> P lists of completions."""
+    def _completions(self, generated, scores, prompt_ids, n, copies, interrupted=(), steps=0) -> list[list[Completion]]:
+        """(rows, T) token ids (pad after EOS) and their log-probs -> P lists of completions. ``interrupted``:
+        rows stopped by ``self.interrupt`` after ``steps`` tokens (finish_reason "interrupted")."""
         completions: list[list[Completion]] = []
+        interrupted = set(interrupted)
         for row in range(generated.shape[0]):
             tokens = generated[row].tolist()
             finish = "length"
-            for t, tok in enumerate(tokens):
+            if row in interrupted:
+                tokens, finish = tokens[:steps], "interrupted"
+            for t, tok in enumerate(tokens if finish != "interrupted" else ()):
                 if tok in self.eos_ids:
                     tokens, finish = tokens[: t + 1], "eos"
                     break

@@ -33,6 +33,31 @@ def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**31)
 
 
+def off_policy_mode(cfg: RunConfig) -> str | None:
+    """The rollout-correction mode of decoupled PPO in an asynchronous run (None when synchronous): algorithm.
+    rollout_is, or token_truncate when that is none; "none" with async.correction none (an ablation)."""
+    if cfg.async_.max_staleness == 0:
+        return None
+    if cfg.async_.correction == "none":
+        return "none"
+    return cfg.algorithm.rollout_is if cfg.algorithm.rollout_is != "none" else "token_truncate"
+
+
+@torch.no_grad()
+def probe_logprobs(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
+    """(len(ids) - 1,) float32 log-probs (temperature 1) of ids[1:] after ids[:-1]: the weight-sync round trip
+    compares a rollout engine's with the trainer's on the same fixed tokens."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.tensor([ids], device=device)
+        logits = model(input_ids=x).logits[0, :-1].float()
+        return torch.log_softmax(logits, -1).gather(-1, x[0, 1:, None])[:, 0].cpu()
+    finally:
+        model.train(was_training)
+
+
 class Learner:
     """Everything that trains, in one process (or one FSDP2 rank with ``shard``).
 
@@ -73,7 +98,8 @@ class Learner:
         generator = torch.Generator().manual_seed(step_seed(t.seed, step))  # the mini-batch shuffles
         advantages, pg_mask, loss_mask, prep_metrics = prepare(
             self.model, self.reference, batch, a, kl_coef, t, cfg.rollout.temperature, self.device,
-            compare_rollout=cfg.rollout.engine != "hf", runtime=self.runtime, shard=self.shard)
+            compare_rollout=cfg.rollout.engine != "hf", runtime=self.runtime, shard=self.shard,
+            is_mode=off_policy_mode(cfg))
         metrics, finite = update_policy(
             self.model, self.optimizer, self.scheduler, batch, advantages, pg_mask, loss_mask, a, kl_coef, t,
             cfg.rollout.temperature, a.agg_norm_len or cfg.rollout.max_new_tokens, self.device, generator,
@@ -81,6 +107,14 @@ class Learner:
         metrics.update({k: float(v) for k, v in prep_metrics.items()})
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         return metrics, finite
+
+    def weights_snapshot(self) -> dict[str, torch.Tensor]:
+        """A copy of the trainable weights now (CPU), for an engine that loads them later (async runs)."""
+        return self.trainable_weights()
+
+    def probe_logprobs(self, ids: list[int]) -> torch.Tensor:
+        """The policy's log-probs of fixed tokens (`probe_logprobs`): the trainer's side of a sync's round trip."""
+        return probe_logprobs(self.model, ids)
 
     def close(self) -> None:
         """Nothing to release in one process (a `RayTrainerGroup` stops its ranks)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 import signal
 import threading
 import time
@@ -42,6 +42,7 @@ from rlvr.rollout import make_engine
 from rlvr.trainer import guard, state as ckpt
 from rlvr.trainer.batch import build_batch
 from rlvr.trainer.learner import Learner, step_seed
+from rlvr.trainer.pipeline import AsyncRollout, PipelineError, probe_ids_for, thread_split
 from rlvr.trainer.policy import load_tokenizer, resolve_device, resolve_dtype
 from rlvr.trainer.progress import StepProgress
 
@@ -77,7 +78,13 @@ def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Pa
     device = resolve_device(cfg.model.device)
     dtype = resolve_dtype(cfg.model.dtype, device)
     learner = Learner(cfg, device, dtype, resume=resume_from)
-    engine = make_engine(cfg, learner.model, tokenizer, device, dtype, prompts)
+    if cfg.async_.max_staleness > 0:  # the engine in a process of its own, so that sampling overlaps the update
+        from rlvr.rollout.process import RolloutProcess
+        from rlvr.trainer.pipeline import thread_split
+
+        engine = RolloutProcess(cfg, thread_split(cfg)[1], cfg.async_.start_timeout_s, cfg.async_.partial_rollout)
+    else:
+        engine = make_engine(cfg, learner.model, tokenizer, device, dtype, prompts)
     r = cfg.reward
     scorer = RewardScorer(r.components, r.timeout_s, r.num_workers, memory_limit_mb=r.memory_limit_mb)
     return learner, engine, scorer
@@ -100,9 +107,12 @@ def render_prompts(cfg: RunConfig, tokenizer, *example_lists) -> None:
             ex.prompt = render_prompt(ex, cfg.prompt, tokenizer)
 
 
-def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int) -> tuple[list, list, list, dict[str, float]]:
+def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
+                  generate=None) -> tuple[list, list, list, dict[str, float]]:
     """P prompts x G completions, scored. With dynamic sampling (DAPO), groups whose rewards all agree are
-    dropped and more prompts are sampled until P groups are kept or ``max_sample_batches`` is reached."""
+    dropped and more prompts are sampled until P groups are kept or ``max_sample_batches`` is reached.
+    ``generate``: what samples (default engine.generate; the async producer's resumes partial rollouts)."""
+    generate = generate or engine.generate
     r, a = cfg.rollout, cfg.algorithm
     kept_ex, kept_comp, kept_res = [], [], []
     batches = dropped = drawn = 0
@@ -114,7 +124,7 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int) -> tuple[l
         seeds = prompt_seeds(cfg.trainer.seed, step, drawn, len(examples))
         drawn += len(examples)
         t0 = time.perf_counter()
-        groups = engine.generate([ex.prompt for ex in examples], r.n, max_new_tokens=r.max_new_tokens,
+        groups = generate([ex.prompt for ex in examples], r.n, max_new_tokens=r.max_new_tokens,
                                  temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, batch_size=r.batch_size,
                                  seeds=seeds)
         t1 = time.perf_counter()
@@ -172,7 +182,8 @@ def completion_rows(step, examples, groups, results) -> list[dict[str, Any]]:
     flat = [(ex, c) for ex, g in zip(examples, groups) for c in g]
     return [{"step": step, "index": ex.index, "prompt": ex.prompt, "completion": c.text, "answer": ex.answer,
              "reward": x.score, "components": x.components, "reason": x.reason, "extracted": x.extracted,
-             "finish_reason": c.finish_reason, "tokens": len(c.token_ids)} for (ex, c), x in zip(flat, results)]
+             "finish_reason": c.finish_reason, "tokens": len(c.token_ids), "version": c.version,
+             **({"segments": c.segments} if c.segments else {})} for (ex, c), x in zip(flat, results)]
 
 
 @guard.guarded  # model folder and output folders checked first; the output lock released on exit
@@ -193,8 +204,9 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     counters = {"step": 0, "kl_coef": a.kl_coef, "bad_streak": 0, "best_reward": -math.inf, "since_best": 0,
                 "reference_reset": False}
     resume_from = ckpt.find_resume(out, cfg.checkpoint.resume)
+    saved_async = None  # an async run's sampled batches not trained on yet (rlvr/trainer/pipeline.py)
     if resume_from is not None:
-        ckpt.restore_driver(resume_from, sampler, counters)  # the learner loads weights and optimizer below
+        saved_async = ckpt.restore_driver(resume_from, sampler, counters).get("async")  # the learner loads the rest
         log.info("resumed from %s (step %d)", resume_from, counters["step"])
     start = counters["step"]
     later = [c for c in ckpt.list_checkpoints(out) if ckpt.step_of(c) > start]
@@ -218,17 +230,32 @@ def train(cfg: RunConfig) -> dict[str, Any]:
               "(Ctrl-C again to abort)")
 
     def save(step: int) -> None:
-        driver_state = {"sampler": sampler.state_dict(), "counters": counters}
-        learner.save(out, step, tokenizer, driver_state, cfg.checkpoint.keep, counters["reference_reset"])
+        with pipeline.paused() if pipeline is not None and not pipeline.failed else nullcontext():
+            driver_state = {"sampler": sampler.state_dict(), "counters": counters}
+            if pipeline is not None:  # batches sampled ahead (and their versions) resume with the run
+                driver_state["async"] = pipeline.state_dict()
+            learner.save(out, step, tokenizer, driver_state, cfg.checkpoint.keep, counters["reference_reset"])
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     metrics: dict[str, Any] = {}
+    pipeline = None  # async.max_staleness > 0: the producer of rollouts that overlap the updates
     with ExitStack() as stack:  # closes (in reverse) the workers, the logger and the signal handlers
+        if cfg.async_.max_staleness > 0 and cfg.distributed.backend == "none":
+            stack.callback(torch.set_num_threads, torch.get_num_threads())
+            torch.set_num_threads(thread_split(cfg)[0])  # the cores the rollout process leaves
         learner, engine, scorer = start_workers(cfg, tokenizer, [ex.prompt for ex in examples + held_out],
                                                 resume_from)
         for worker in (learner, engine, scorer):
             stack.callback(worker.close)
-        engine.sync_weights(learner.policy)  # a separate engine (vLLM, Ray) starts from these (resumed) weights
+        if cfg.async_.max_staleness > 0:
+            pipeline = AsyncRollout(cfg, engine, lambda generate, k: sample_groups(cfg, sampler, engine, scorer, k,
+                                                                                   generate),
+                                    probe_ids_for(tokenizer, examples[0].prompt, not cfg.prompt.chat_template),
+                                    saved_async)
+            stack.callback(pipeline.close)
+            pipeline.start(start, learner)  # the engine gets these (resumed) weights as version `start`
+        else:
+            engine.sync_weights(learner.policy)  # a separate engine (vLLM, Ray) starts from these (resumed) weights
         logger = MetricsLogger(out, cfg.logging.backends, cfg.logging.project, cfg.logging.run_name, to_dict(cfg))
         stack.callback(logger.close)
         logger.truncate_after(start)
@@ -237,37 +264,21 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                 stack.callback(signal.signal, sig, signal.signal(sig, on_signal))
         progress = stack.enter_context(StepProgress(t.steps, start, enabled=cfg.logging.progress))
         for step in range(start + 1, t.steps + 1):
-            step_start = time.perf_counter()
-            seed_step(t.seed, step)
-            batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer, step)
-            batch = build_batch(batch_examples, groups, results, tokenizer.pad_token_id, a.group_key)
-            engine.sleep()  # vLLM sleep mode (GPU): its KV cache is freed during the update
-            t0 = time.perf_counter()
-            update_metrics, finite = learner.update(batch, counters["kl_coef"], step)
-            metrics["time/update_s"] = time.perf_counter() - t0
-            metrics.update(engine.sync_weights(learner.policy))  # the next rollout samples from the new weights
-            metrics.update(reward_metrics(cfg, batch, groups, results))
-            metrics.update(update_metrics)
-            counters["step"] = step
-            counters["bad_streak"] = 0 if finite else counters["bad_streak"] + 1
-            if not finite:
-                log.warning("step %d: non-finite loss or gradient norm (loss %s, grad norm %s); update skipped",
-                            step, update_metrics.get("loss"), update_metrics.get("grad_norm"))
-            if a.kl_coef > 0:  # a reference policy exists
-                if a.kl_target > 0 and "kl" in update_metrics:
-                    counters["kl_coef"] = adaptive_kl_coef(counters["kl_coef"], update_metrics["kl"], a.kl_target,
-                                                           a.kl_horizon, len(batch))
-                maybe_reset_reference(cfg, counters, metrics["reward/mean"], step, learner)
-            elapsed = time.perf_counter() - step_start
-            metrics.update({"step_time_s": elapsed, "kl_coef": counters["kl_coef"],
-                            "skipped": float(not finite), "num_tokens": float(batch.response_mask.sum()),
-                            "tokens_per_s": float(batch.response_mask.sum()) / elapsed,
-                            "completions_per_s": len(batch) / elapsed, "epoch": float(sampler.epoch)})
-            if held_out and cfg.eval.every and (step % cfg.eval.every == 0 or step == t.steps):
-                metrics.update(evaluate_held_out(cfg, engine, scorer, held_out, step))
+            try:
+                metrics = train_step(cfg, step, sampler, learner, engine, scorer, pipeline, counters, tokenizer)
+                if held_out and cfg.eval.every and (step % cfg.eval.every == 0 or step == t.steps):
+                    run_eval = lambda: evaluate_held_out(cfg, engine, scorer, held_out, step)  # noqa: E731
+                    metrics.update(pipeline.call(run_eval) if pipeline is not None else run_eval())
+            except PipelineError as err:  # a weight sync failed: stop resumably, never train on
+                if counters["step"] > start:
+                    save(counters["step"])
+                raise PipelineError(f"{err}. The last checkpoint is step {counters['step']} (with the batches "
+                                    "already sampled); resume with the same command") from err
             logger.log(step, metrics)
             if cfg.logging.log_completions:
-                logger.log_completions(step, completion_rows(step, batch_examples, groups, results))
+                logger.log_completions(step, completion_rows(step, *metrics.pop("_rows")))
+            else:
+                metrics.pop("_rows")
             progress.advance(step, metrics)
             if counters["bad_streak"] >= t.max_bad_steps:
                 raise TrainingDiverged(
@@ -285,6 +296,46 @@ def train(cfg: RunConfig) -> dict[str, Any]:
 
     plot_curves(out / "metrics.jsonl", out / "curves.png")  # reward and eval/* accuracy over steps
     return {"step": counters["step"], **metrics}
+
+
+def train_step(cfg: RunConfig, step: int, sampler, learner, engine, scorer, pipeline, counters,
+               tokenizer) -> dict[str, Any]:
+    """One step: sampled groups (sampled now, or by the async pipeline ahead of time), the update, the weight
+    push, the counters. Returns the step's metrics (with "_rows": what completion_rows needs)."""
+    t, a = cfg.trainer, cfg.algorithm
+    step_start = time.perf_counter()
+    seed_step(t.seed, step)
+    if pipeline is not None:
+        batch_examples, groups, results, metrics = pipeline.next_batch(step)
+    else:
+        batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer, step)
+    batch = build_batch(batch_examples, groups, results, tokenizer.pad_token_id, a.group_key)
+    if pipeline is None:
+        engine.sleep()  # vLLM sleep mode (GPU): its KV cache is freed during the update
+    t0 = time.perf_counter()
+    update_metrics, finite = learner.update(batch, counters["kl_coef"], step)
+    metrics["time/update_s"] = time.perf_counter() - t0
+    # the next rollout samples from the new weights (async: the producer loads them, checked, when it is due)
+    metrics.update(pipeline.push(step, learner) if pipeline is not None else engine.sync_weights(learner.policy))
+    metrics.update(reward_metrics(cfg, batch, groups, results))
+    metrics.update(update_metrics)
+    counters["step"] = step
+    counters["bad_streak"] = 0 if finite else counters["bad_streak"] + 1
+    if not finite:
+        log.warning("step %d: non-finite loss or gradient norm (loss %s, grad norm %s); update skipped",
+                    step, update_metrics.get("loss"), update_metrics.get("grad_norm"))
+    if a.kl_coef > 0:  # a reference policy exists
+        if a.kl_target > 0 and "kl" in update_metrics:
+            counters["kl_coef"] = adaptive_kl_coef(counters["kl_coef"], update_metrics["kl"], a.kl_target,
+                                                   a.kl_horizon, len(batch))
+        maybe_reset_reference(cfg, counters, metrics["reward/mean"], step, learner)
+    elapsed = time.perf_counter() - step_start
+    metrics.update({"step_time_s": elapsed, "kl_coef": counters["kl_coef"],
+                    "skipped": float(not finite), "num_tokens": float(batch.response_mask.sum()),
+                    "tokens_per_s": float(batch.response_mask.sum()) / elapsed,
+                    "completions_per_s": len(batch) / elapsed, "epoch": float(sampler.epoch),
+                    "_rows": (batch_examples, groups, results)})
+    return metrics
 
 
 def maybe_reset_reference(cfg, counters, reward_mean, step, learner) -> None:

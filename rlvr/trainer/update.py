@@ -186,7 +186,7 @@ def _reused_old_logp(runtime: UpdateRuntime, model, batch: RolloutBatch, micros,
 
 def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: AlgorithmConfig, kl_coef: float,
             trainer: TrainerConfig, temperature: float, device, compare_rollout: bool = False,
-            runtime: UpdateRuntime | None = None, shard=None):
+            runtime: UpdateRuntime | None = None, shard=None, is_mode: str | None = None):
     """Fill batch.old_logp / batch.ref_logp / batch.is_weights where needed.
 
     compare_rollout: the completions come from another engine than the policy (vLLM): recompute old_logp even
@@ -194,6 +194,8 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     diagnostic of rollout correction (algorithm.rollout_is), which needs old_logp as well.
     runtime: the speed options (module docstring); None = eager, padded, always recomputed.
     shard: this rank's `rlvr.trainer.shard.Shard` under FSDP (each rank computes its rows' log-probs); None = all.
+    is_mode: the rollout-correction mode instead of algorithm.rollout_is (asynchronous runs: decoupled PPO, where
+    old_logp is pi_prox and the weight is f(pi_prox / mu), rlvr/algorithms/off_policy.py); it implies the comparison.
 
     Returns advantages (B, T), pg_mask (B, T) (tokens in the policy-gradient loss: the response, minus truncated
     completions with overlong filtering, restricted to forking tokens when entropy_top_frac < 1, minus tokens a
@@ -214,7 +216,8 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
         loss_mask &= ~batch.truncated.unsqueeze(-1)
     forking = algo.entropy_top_frac < 1.0
     several_updates = trainer.epochs * trainer.mini_batches > 1
-    correct = batch.rollout_logp is not None and (compare_rollout or algo.rollout_is != "none")
+    mode = is_mode if is_mode is not None else algo.rollout_is
+    correct = batch.rollout_logp is not None and (compare_rollout or is_mode is not None or mode != "none")
     fwd, chunk = runtime.forward, algo.logprob_chunk
     if several_updates or forking or algo.kl_in == "reward" or correct:
         # forking needs the old entropy, and rollout correction compares old_logp with the rollout's: recompute
@@ -247,9 +250,9 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     metrics = {**{f"adv/{k}": v for k, v in metrics.items()}, **perf}
     if correct:  # Yao et al. 2025: weight the pg term by min(pi_old / pi_rollout, C); mask modes drop tokens
         weights, keep, is_metrics = rollout_is_weights(batch.old_logp, batch.rollout_logp, batch.response_mask,
-                                                       algo.rollout_is, algo.rollout_is_cap)
+                                                       mode, algo.rollout_is_cap)
         metrics.update({f"rollout/{k}": v for k, v in is_metrics.items()})
-        if algo.rollout_is != "none":
+        if mode != "none":
             batch.is_weights, pg_mask = weights, pg_mask & keep
     metrics["adv/tokens_in_loss_frac"] = pg_mask.sum() / batch.response_mask.sum().clamp(min=1)
     return advantages, pg_mask, loss_mask, metrics
