@@ -44,13 +44,15 @@ def train(
     cfg = _load(config, extra)
     from rlvr.data import DataError
     from rlvr.distributed.cluster import DistributedError
+    from rlvr.rollout.process import RolloutProcessError
     from rlvr.trainer import TrainingDiverged, train as run_training
+    from rlvr.trainer.pipeline import PipelineError
 
     try:
         result = run_training(cfg)
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, DistributedError) as err:
         raise _fail("error", err) from None
-    except TrainingDiverged as err:
+    except (TrainingDiverged, PipelineError, RolloutProcessError) as err:  # a checkpoint to resume from is kept
         raise _fail("training stopped", err, code=3) from None
     if "reward/mean" in result:
         console.print(f"done: step {result['step']}, reward {result['reward/mean']:.3f}, outputs in {cfg.output_dir}")
