@@ -9,7 +9,8 @@ Every run is `rlvr train examples/demo.yaml` on the demo's base and data (built 
 
 - ``sync:T``: the synchronous loop (async.max_staleness 0) with T torch threads for both phases;
 - ``fixed:K`` / ``free:K``: async.mode fixed / free with max_staleness K, the rollout in its own process with one
-  thread and the trainer with one thread (``--rollout-threads`` / ``--trainer-threads``).
+  thread and the trainer with one thread (``--rollout-threads`` / ``--trainer-threads``); ``fixed:K:tN`` gives the
+  trainer N threads instead (on 2 cores, N = 2 oversubscribes: 3 threads on 2 cores).
 
 steps/s = steps / the summed ``step_time_s`` (the loop's time per step, waits for rollouts included; the periodic
 held-out evaluation and the start-up are not in it, but are in the wall time printed beside it). The ratio column
@@ -44,7 +45,9 @@ def ensure_demo_data() -> None:
 
 def run(mode: str, seed: int, steps: int, out_root: Path, rollout_threads: int, trainer_threads: int) -> dict:
     kind, _, value = mode.partition(":")
-    out = out_root / f"{kind}{value}_seed{seed}"
+    value, _, trainer = value.partition(":t")
+    trainer_threads = int(trainer) if trainer else trainer_threads
+    out = out_root / f"{kind}{value}{'_t' + trainer if trainer else ''}_seed{seed}"
     overrides = [f"data.source={CACHE / 'train.jsonl'}", f"data.eval_source={CACHE / 'dev.jsonl'}",
                  f"model.path={CACHE / 'base'}", f"trainer.seed={seed}", f"trainer.steps={steps}",
                  f"output_dir={out}", "logging.progress=false", "checkpoint.resume=never"]
@@ -131,7 +134,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--modes", nargs="+", default=["sync:2", "sync:1", "fixed:1", "free:2"])
+    parser.add_argument("--modes", nargs="+", default=["sync:2", "sync:1", "fixed:1", "fixed:1:t2", "free:2"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=140)
     parser.add_argument("--rollout-threads", type=int, default=1)
@@ -139,9 +142,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-async")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--append", action="store_true", help="add to the rows already in --json")
     args = parser.parse_args()
     ensure_demo_data()
-    rows = []
+    rows = json.loads(args.json.read_text()) if args.append and args.json and args.json.exists() else []
     for seed in args.seeds:
         for mode in args.modes:
             row = run(mode, seed, args.steps, args.out, args.rollout_threads, args.trainer_threads)

@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from rlvr.distributed.cluster import DistributedError, first_line, import_ray, stop_actors, threads_for, wait_for_restart
 from rlvr.rollout.worker import RolloutWorker

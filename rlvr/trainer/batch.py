@@ -25,6 +25,9 @@ class RolloutBatch:
     rollout_logp:   (B, T) float or None, log-probs the engine reported for the sampled tokens (0 on padding)
     is_weights:     (B, T) float or None, rollout importance weights min(pi_old / pi_rollout, C) (filled when
                     algorithm.rollout_is is on)
+    is_mode:        a rollout-correction mode whose weights the update computes itself, micro-batch by micro-batch,
+                    from its own detached log-probs (pi_old = pi_theta with a single update per batch; update.py);
+                    None = is_weights as filled above
     """
 
     prompt_ids: torch.Tensor
@@ -38,6 +41,7 @@ class RolloutBatch:
     ref_logp: torch.Tensor | None = None
     rollout_logp: torch.Tensor | None = None
     is_weights: torch.Tensor | None = None
+    is_mode: str | None = None
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]

@@ -9,6 +9,10 @@ speed options may regroup rows freely (an `UpdateRuntime`, kept across steps by 
 - trainer.packing: a mini-batch's sequences are packed into rows of the longest one's length (block-diagonal
   causal attention, positions restarting per sequence) instead of padded micro-batches (batch.Packed);
   checked once against the padded log-probs on one packed row, abandoned with a warning if off;
+- one update per batch with rollout correction (a vLLM engine, or an asynchronous run's decoupled PPO, whose pi_prox
+  is then the policy itself): old_logp is the update's own detached log-probs, and the correction weights
+  f(pi_old / pi_rollout) are computed per micro-batch from them (``fuse_is``) instead of by a no-grad pass first;
+  truncate modes only (a mask mode changes the loss denominators, which must be known before the first micro-batch);
 - trainer.reuse_rollout_logprobs: with the HF engine sampling exactly softmax(logits / T) from the policy
   itself (top_k 0, top_p 1, no dropout), old_logp is the engine's sampled-token log-probs instead of a no-grad
   pass; checked once against a recomputation on one micro-batch (REUSE_TOL), abandoned with a warning if off.
@@ -64,10 +68,11 @@ class UpdateRuntime:
     that would use them checks them (``reuse_checked``) and a mismatch turns reuse off for the rest of the run.
     """
 
-    def __init__(self, compile: bool = False, packing: bool = False, reuse: bool = False):
+    def __init__(self, compile: bool = False, packing: bool = False, reuse: bool = False, fuse_is: bool = False):
         self.forward = Forward(compile)
         self.packing = packing
         self.reuse = reuse
+        self.fuse_is = fuse_is
         self.reuse_checked = False
         self.packing_checked = False
 
@@ -104,7 +109,7 @@ class UpdateRuntime:
             log.warning("trainer.compile is not used on FSDP ranks (distributed.trainer_workers); the update runs "
                         "eagerly")
             compile = False
-        return cls(compile, cfg.trainer.packing, reuse=not refusal)
+        return cls(compile, cfg.trainer.packing, reuse=not refusal, fuse_is=not sharded)
 
     def micro_batches(self, batch: RolloutBatch, rows: torch.Tensor, size: int, device, shard=None) -> list:
         """[(rows, Packed or None)]: packed rows with trainer.packing, otherwise slices of ``size`` rows. With a
@@ -131,6 +136,7 @@ def _forward(model, batch: RolloutBatch, rows, pack, device, forward, **kwargs):
     return logp, entropy, width
 
 
+FUSED_IS_MODES = ("none", "token_truncate", "sequence_truncate")  # the modes that leave the loss mask as it is
 DUMMY_ROWS = torch.tensor([0])  # a rank's dummy micro-batch (Shard.align): one row, its result unused
 
 
@@ -219,7 +225,11 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     mode = is_mode if is_mode is not None else algo.rollout_is
     correct = batch.rollout_logp is not None and (compare_rollout or is_mode is not None or mode != "none")
     fwd, chunk = runtime.forward, algo.logprob_chunk
-    if several_updates or forking or algo.kl_in == "reward" or correct:
+    # one update, no forking: pi_old is the update's own forward, and truncate-mode weights follow from it (fuse_is)
+    fused = (runtime.fuse_is and correct and shard is None and not several_updates and not forking
+             and algo.kl_in != "reward" and mode in FUSED_IS_MODES)
+    batch.is_mode = mode if fused else None
+    if (several_updates or forking or algo.kl_in == "reward" or correct) and not fused:
         # forking needs the old entropy, and rollout correction compares old_logp with the rollout's: recompute
         reused = None
         if runtime.reuse and not forking and not correct and batch.rollout_logp is not None:
@@ -248,7 +258,7 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     if forking:
         pg_mask = forking_token_mask(old_entropy, loss_mask, algo.entropy_top_frac)
     metrics = {**{f"adv/{k}": v for k, v in metrics.items()}, **perf}
-    if correct:  # Yao et al. 2025: weight the pg term by min(pi_old / pi_rollout, C); mask modes drop tokens
+    if correct and not fused:  # Yao et al. 2025: weight the pg term by min(pi_old / pi_rollout, C); masks drop tokens
         weights, keep, is_metrics = rollout_is_weights(batch.old_logp, batch.rollout_logp, batch.response_mask,
                                                        mode, algo.rollout_is_cap)
         metrics.update({f"rollout/{k}": v for k, v in is_metrics.items()})
@@ -280,6 +290,7 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
         # whole-mini-batch counts; a row with no token in the loss (e.g. overlong-filtered) is no sequence
         pg_seqs, num_seqs = int(pg_mask[mini].any(-1).sum()), int(loss_mask[mini].any(-1).sum())
         pg_tokens, tokens = int(pg_mask[mini].sum()), int(loss_mask[mini].sum())
+        response_tokens = max(int(batch.response_mask[mini].sum()), 1)
         total, mini_sums = 0.0, defaultdict(float)
         optimizer.zero_grad(set_to_none=True)
         for item in runtime.micro_batches(batch, mini, trainer.micro_batch_size, device, shard):
@@ -295,11 +306,17 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
             )
             cut = lambda x: x[rows][:, :width].to(device)  # noqa: E731
             old = cut(batch.old_logp) if batch.old_logp is not None else logp.detach()
+            is_weights = cut(batch.is_weights) if batch.is_weights is not None else None
+            is_metrics = {}
+            if batch.is_mode is not None:  # fused rollout correction: pi_old is this forward (prepare, fuse_is)
+                w, _, is_metrics = rollout_is_weights(old, cut(batch.rollout_logp), cut(batch.response_mask),
+                                                      batch.is_mode, algo.rollout_is_cap)
+                is_weights = w if batch.is_mode != "none" else None
             loss, m = policy_loss(
                 logp, old, cut(advantages), cut(pg_mask), clip_low=algo.clip_low, clip_high=algo.clip_high,
                 dual_clip=algo.dual_clip, agg=algo.agg, agg_norm_len=norm_len, num_seqs=max(pg_seqs, 1),
                 num_tokens=max(pg_tokens, 1),
-                is_weights=cut(batch.is_weights) if batch.is_weights is not None else None,
+                is_weights=is_weights,
             )
             lmask = cut(loss_mask)
             if batch.ref_logp is not None:
@@ -320,6 +337,13 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
                 # kl / entropy terms are already normalised by the mini-batch counts: their sum is the mean
                 share = 1.0 if key in ("kl", "entropy") else len(rows) / len(mini)
                 mini_sums[key] += float(value) * share
+            micro_tokens = int(batch.response_mask[rows].sum())
+            for key, value in is_metrics.items():  # token means over the mini-batch; the max of the maxima
+                name = f"rollout/{key}"
+                if key.endswith("_max"):
+                    mini_sums[name] = max(mini_sums[name], float(value))
+                else:
+                    mini_sums[name] += float(value) * micro_tokens / response_tokens
         if shard is not None:  # every rank's share adds up to the mini-batch's loss and metrics
             summed = shard.sum_dict({**mini_sums, "__loss__": total})
             total = summed.pop("__loss__")

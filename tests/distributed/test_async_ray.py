@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from rlvr.config import config_from_dict
 from rlvr.trainer import train
 from tests.distributed.test_ray_training import WEIGHT_TOL, max_diff
@@ -19,6 +21,7 @@ def rows(run: Path) -> list[tuple]:
             for r in map(json.loads, (run / "completions.jsonl").read_text().splitlines())]
 
 
+@pytest.mark.slow  # ~35 s (two runs, one on Ray): .ci/run runs it with `pytest -m slow`
 def test_fixed_k1_on_ray_matches_the_one_machine_async_run(tmp_path, tiny_model_dir, arithmetic_jsonl, ray_address):
     local = async_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, "local", max_staleness=1)
     train(config_from_dict(local))

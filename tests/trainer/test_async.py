@@ -229,6 +229,21 @@ def test_free_mode_never_trains_on_a_sample_older_than_k(tmp_path, tiny_model_di
     assert max(c["version"] for c in comps) >= 3  # it did follow the trainer's weights
 
 
+def test_a_free_mode_checkpoint_keeps_its_buffered_groups(tmp_path, tiny_model_dir, arithmetic_jsonl):
+    cfg = async_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, "free_resume", max_staleness=2, mode="free")
+    train(config_from_dict(cfg))
+    run = Path(cfg["output_dir"])
+    state = torch.load(run / "checkpoints" / "step_000002" / "trainer_state.pt", weights_only=False)
+    saved = state["async"]
+    assert saved["mode"] == "free" and saved["round"] >= 2
+    assert all(len(group) == 3 for group in saved["groups"])  # (example, completions, results)
+    shutil.rmtree(run / "checkpoints" / f"step_{STEPS:06d}")
+    train(config_from_dict(cfg))  # resumes at step 2 with those groups (too old ones are dropped and counted)
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["async/staleness_max"] <= 2 for r in rows)
+
+
 class GatedEngine:
     """A fake engine for the producer: generate blocks until ``gate`` is set; every load is acknowledged with
     the probe log-probs the fake learner expects."""

@@ -27,16 +27,18 @@ def make_batch(b=12, lp=5, t=7, vocab=40, seed=0) -> RolloutBatch:
     )
 
 
-def sgd_update(model, batch, micro, algo, epochs=1, mini=1):
+def sgd_update(model, batch, micro, algo, epochs=1, mini=1, runtime=None, with_prepare_metrics=False):
     model = copy.deepcopy(model)
     trainer = TrainerConfig(micro_batch_size=micro, epochs=epochs, mini_batches=mini, max_grad_norm=1e9)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     batch = copy.deepcopy(batch)
-    adv, pg_mask, loss_mask, _ = prepare(model, None, batch, algo, 0.0, trainer, 1.0, "cpu")
+    adv, pg_mask, loss_mask, prep = prepare(model, None, batch, algo, 0.0, trainer, 1.0, "cpu", runtime=runtime)
     metrics, finite = update_policy(model, opt, sched, batch, adv, pg_mask, loss_mask, algo, 0.0, trainer, 1.0,
-                                    7, "cpu", torch.Generator().manual_seed(0))
+                                    7, "cpu", torch.Generator().manual_seed(0), runtime=runtime)
     assert finite
+    if with_prepare_metrics:
+        metrics = {**{k: float(v) for k, v in prep.items()}, **metrics}
     return model, metrics
 
 
@@ -135,3 +137,26 @@ def test_rollout_correction_weights_and_masks_the_policy_gradient(model):
     for p, q, r in zip(plain.parameters(), same.parameters(), other.parameters()):
         assert torch.allclose(p, q, atol=1e-6)
     assert any(not torch.allclose(p, r, atol=1e-6) for p, r in zip(plain.parameters(), other.parameters()))
+
+
+@pytest.mark.parametrize("mode", ["token_truncate", "sequence_truncate"])
+def test_fused_rollout_correction_equals_the_separate_pass(model, mode):
+    """One update per batch: the weights f(pi_old / pi_rollout) taken per micro-batch from the update's own
+    detached log-probs (UpdateRuntime fuse_is) give the same update and metrics as the no-grad pass before it."""
+    from rlvr.trainer.update import UpdateRuntime
+
+    batch = make_batch()
+    shifted = _logp_of(model, batch) * batch.response_mask
+    shifted[0] -= 1.0 * batch.response_mask[0]  # row 0's weight is truncated at C = 2
+    shifted[2] += 0.3 * batch.response_mask[2]
+    batch.rollout_logp = shifted
+    algo = AlgorithmConfig(rollout_is=mode, rollout_is_cap=2.0)
+    separate, m1 = sgd_update(model, batch, 5, algo, with_prepare_metrics=True)
+    fused, m2 = sgd_update(model, batch, 5, algo, runtime=UpdateRuntime(fuse_is=True), with_prepare_metrics=True)
+    for p, q in zip(separate.parameters(), fused.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    for key in ("logprob_diff_mean", "logprob_diff_max", "is_ratio_mean", "is_weight_mean", "is_clipped_frac"):
+        assert m2[f"rollout/{key}"] == pytest.approx(m1[f"rollout/{key}"], abs=1e-5), key
+    assert m1["rollout/is_clipped_frac"] > 0
+    plain, _ = sgd_update(model, batch, 5, AlgorithmConfig())  # the correction did change the update
+    assert any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(plain.parameters(), fused.parameters()))
