@@ -82,7 +82,10 @@ def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Pa
         from rlvr.rollout.process import RolloutProcess
         from rlvr.trainer.pipeline import thread_split
 
-        engine = RolloutProcess(cfg, thread_split(cfg)[1], cfg.async_.start_timeout_s, cfg.async_.partial_rollout)
+        from rlvr.distributed.workers import for_workers  # absolute paths, vLLM sized for these prompts
+
+        engine = RolloutProcess(for_workers(cfg, prompts), thread_split(cfg)[1], cfg.async_.start_timeout_s,
+                                cfg.async_.partial_rollout)
     else:
         engine = make_engine(cfg, learner.model, tokenizer, device, dtype, prompts)
     r = cfg.reward
@@ -270,9 +273,10 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                     run_eval = lambda: evaluate_held_out(cfg, engine, scorer, held_out, step)  # noqa: E731
                     metrics.update(pipeline.call(run_eval) if pipeline is not None else run_eval())
             except PipelineError as err:  # a weight sync failed: stop resumably, never train on
-                if counters["step"] > start:
-                    save(counters["step"])
-                raise PipelineError(f"{err}. The last checkpoint is step {counters['step']} (with the batches "
+                if counters["step"] == start:
+                    raise PipelineError(f"{err}. No step of this run finished; nothing was written") from err
+                save(counters["step"])
+                raise PipelineError(f"{err}. A checkpoint of step {counters['step']} was written (with the batches "
                                     "already sampled); resume with the same command") from err
             logger.log(step, metrics)
             if cfg.logging.log_completions:

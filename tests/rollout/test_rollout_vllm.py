@@ -294,3 +294,20 @@ def test_cli_eval_with_vllm_gives_the_hf_engines_greedy_results(tmp_path, tiny_m
     for a, b in zip(hf, vllm):  # the same greedy completions: same lengths, answers, scores; entropies to 1e-4
         assert a.pop("entropy_sum") == pytest.approx(b.pop("entropy_sum"), abs=1e-4)
         assert a == b
+
+
+@pytest.mark.slow  # ~40 s (one CLI run that starts vLLM in the rollout process): .ci/run runs it with `pytest -m slow`
+def test_async_one_step_off_with_vllm_in_the_rollout_process(tmp_path, tiny_model_dir, arithmetic_jsonl):
+    """async.max_staleness=1 with rollout.engine=vllm: the engine lives in the spawned rollout process (sized for
+    the prompts by the driver), every sync passes vLLM's own check and the probe round trip, and batch n comes
+    from version n - 2."""
+    run = tmp_path / "async"
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    done = subprocess.run(_train_command(run, tiny_model_dir, arithmetic_jsonl, 3) + ["async.max_staleness=1"],
+                          env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _metrics(run)
+    assert [m["async/staleness_max"] for m in rows] == [0, 1, 1]
+    assert all(m["time/weight_sync_s"] >= 0 for m in rows[1:])
+    versions = {(r["step"], r["version"]) for r in map(json.loads, (run / "completions.jsonl").read_text().splitlines())}
+    assert versions == {(1, 0), (2, 0), (3, 1)}
