@@ -103,6 +103,7 @@ class AsyncRollout:
         if self.mode == "fixed":
             self._ready = {b.step: b for b in saved.get("ready", []) if b.step > step}
             self._jobs.extend(tuple(job) for job in saved.get("jobs", []))  # a failed sync's, replayed first
+        else:
             self._groups = list(saved.get("groups", []))
             self.round = int(saved.get("round", 0))
         if saved:

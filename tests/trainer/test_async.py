@@ -242,6 +242,11 @@ def test_a_free_mode_checkpoint_keeps_its_buffered_groups(tmp_path, tiny_model_d
     rows = metrics(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(r["async/staleness_max"] <= 2 for r in rows)
+    # step 3 trained on the oldest P saved groups (none is older than k = 2 at version 2)
+    step3 = [r["completion"] for r in map(json.loads, (run / "completions.jsonl").read_text().splitlines())
+             if r["step"] == 3]
+    per_step = cfg["rollout"]["prompts_per_step"]
+    assert step3 == [c.text for _, group, _ in saved["groups"][:per_step] for c in group]
 
 
 class GatedEngine:
