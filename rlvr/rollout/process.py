@@ -158,5 +158,6 @@ class RolloutProcess:
                 self._call("close", (), 30.0)
             except (RolloutProcessError, TimeoutError, OSError, EOFError) as err:
                 log.warning("rollout process: %s; killing it", err)
+            self.process.join(timeout=10)  # let it exit by itself (a kill mid-exit leaks its semaphores)
         self.kill()
         self._conn.close()
