@@ -422,10 +422,11 @@ class HFRolloutEngine:
             finish = "length"
             if row in interrupted:
                 tokens, finish = tokens[:steps], "interrupted"
-            for t, tok in enumerate(tokens if finish != "interrupted" else ()):
-                if tok in self.eos_ids:
-                    tokens, finish = tokens[: t + 1], "eos"
-                    break
+            else:
+                for t, tok in enumerate(tokens):
+                    if tok in self.eos_ids:
+                        tokens, finish = tokens[: t + 1], "eos"
+                        break
             logprobs = scores[row, : len(tokens)].tolist()
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             item = Completion(text, tokens, logprobs, finish, prompt_ids=list(prompt_ids[row // n]))

@@ -137,13 +137,6 @@ class RolloutProcess:
         self.version = version
         return [answer[1]] if probe_ids is not None else []
 
-    def sync_weights(self, policy) -> dict[str, float]:
-        """The synchronous protocol (engine.sync_weights): push the policy's trainable weights (no version bump)."""
-        t0 = time.perf_counter()
-        weights = {k: v.detach().cpu() for k, v in policy.named_parameters() if v.requires_grad}
-        self._call("load_weights", (weights, self.version, None), None)
-        return {"time/weight_sync_s": time.perf_counter() - t0}
-
     def sleep(self) -> None:
         """Nothing: an asynchronous engine keeps sampling while the trainer updates."""
 

@@ -274,20 +274,13 @@ class VLLMRolloutEngine:
         params = self._SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0, detokenize=False)
         outputs = self._call(self.llm.generate, [self._TokensPrompt(prompt_token_ids=s) for s in probe], params,
                              use_tqdm=False)
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        try:
-            total, count = 0.0, 0
-            for seq, out in zip(probe, outputs):
-                engine = torch.tensor([out.prompt_logprobs[i][seq[i]].logprob for i in range(1, len(seq))])
-                ids = torch.tensor([seq], device=device)
-                logits = model(input_ids=ids).logits[0, :-1].float()
-                trainer = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None])[:, 0].cpu()
-                total += float((engine - trainer).abs().sum())
-                count += len(seq) - 1
-        finally:
-            model.train(was_training)
+        from rlvr.trainer.learner import probe_logprobs
+
+        total, count = 0.0, 0
+        for seq, out in zip(probe, outputs):
+            engine = torch.tensor([out.prompt_logprobs[i][seq[i]].logprob for i in range(1, len(seq))])
+            total += float((engine - probe_logprobs(model, seq)).abs().sum())
+            count += len(seq) - 1
         return total / max(count, 1), count
 
     def _probe_ids(self) -> list[int]:

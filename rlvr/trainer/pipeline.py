@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import torch
 
-from rlvr.algorithms.off_policy import staleness, staleness_histogram
+from rlvr.algorithms.off_policy import staleness, staleness_histogram, within_staleness
 
 log = logging.getLogger("rlvr")
 
@@ -157,7 +157,7 @@ class AsyncRollout:
                 metrics, self._round_metrics = self._round_metrics, {}
             counts = dict(self._counts)
             self._counts.update(dropped=0, engine_idle_s=0.0, sync_s=0.0, syncs=0, interrupted=0)
-        versions = torch.tensor([min([c.version] + [v for v, _ in c.segments]) for g in groups for c in g])
+        versions = torch.tensor([oldest_version(c) for g in groups for c in g])
         stale = staleness(versions, current)
         if bool((stale > self.k).any()):  # the bound is the contract: never train on an older sample
             raise PipelineError(f"step {step}: a sample of weights version {int(versions.min())} is older than "
@@ -249,8 +249,7 @@ class AsyncRollout:
     def _drop_stale(self, current: int) -> None:
         keep = []
         for item in self._groups:
-            oldest = min(min([c.version] + [v for v, _ in c.segments]) for c in item[1])
-            if current - oldest <= self.k:
+            if bool(within_staleness(torch.tensor([oldest_version(c) for c in item[1]]), current, self.k).all()):
                 keep.append(item)
             else:
                 self._counts["dropped"] += 1
@@ -371,6 +370,11 @@ class AsyncRollout:
             self._apply_pending()
             groups = self.engine.resume(groups, kwargs, seeds)
         return groups
+
+
+def oldest_version(completion) -> int:
+    """The weight version a sample's staleness counts from: the oldest of its segments (partial rollouts)."""
+    return min([completion.version] + [v for v, _ in completion.segments])
 
 
 def _weights_dtype(cfg) -> str:
