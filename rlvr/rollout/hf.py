@@ -302,8 +302,6 @@ class HFRolloutEngine:
 
         ``uniforms``: (P * n, max_new_tokens) draws in [0, 1) (sampling only): output row r at step t samples by
         inverse CDF with uniforms[r, t]."""
-        from transformers import DynamicCache, StaticCache
-
         pad, dev = self.tokenizer.pad_token_id, self.device
         input_ids, attention = _left_pad(prompt_ids, pad)
         width = input_ids.shape[1]
@@ -311,13 +309,11 @@ class HFRolloutEngine:
         copies, n = (n, 1) if greedy else (1, n)  # greedy: one decode per prompt, repeated n times
         rows_total = len(prompt_ids) * n
         static = self.cache == "static"
-        config = _owner(self.model).config
         if static:  # the cache never holds the last sampled token: width + max_new_tokens - 1 positions suffice
             cache_len = -(-(width + max_new_tokens) // CACHE_LEN_BUCKET) * CACHE_LEN_BUCKET
-            cache = StaticCache(config=config, max_cache_len=cache_len)
         else:
             cache_len = width + max_new_tokens
-            cache = DynamicCache(config=config)
+        cache = self._new_cache(static, cache_len)
         mask = torch.zeros((len(prompt_ids), cache_len), dtype=torch.long)
         mask[:, :width] = attention
         mask = mask.to(dev)
@@ -373,6 +369,14 @@ class HFRolloutEngine:
                 break
         interrupted = rows[live].tolist() if steps < max_new_tokens else []
         return self._completions(tokens.cpu(), logprobs.cpu(), prompt_ids, n, copies, interrupted, steps)
+
+    def _new_cache(self, static: bool, cache_len: int):
+        """The loop's KV cache for one chunk: a StaticCache of ``cache_len`` positions, or a DynamicCache (RAST's
+        engine returns one cache per model, rlvr.rollout.rast)."""
+        from transformers import DynamicCache, StaticCache
+
+        config = _owner(self.model).config
+        return StaticCache(config=config, max_cache_len=cache_len) if static else DynamicCache(config=config)
 
     def _forward(self, input_ids, position_ids, attention_mask, cache) -> torch.Tensor:
         """(rows, q) tokens -> (rows, V) float32 logits of the last position; ``cache`` is updated in place."""
