@@ -1,4 +1,4 @@
-"""The `rlvr` command: train | config show | list | verify | eval | compare | demo."""
+"""The `rlvr` command: train | config show | list | verify | eval | compare | generate | demo."""
 
 from __future__ import annotations
 
@@ -93,11 +93,14 @@ def _register_commands() -> None:
     """The commands that live in their own modules (each a plain typer function)."""
     from rlvr.cli.demo import demo_command
     from rlvr.cli.eval import compare_command, eval_command
+    from rlvr.cli.generate import generate_command
     from rlvr.cli.verify import verify_command
 
     app.command("verify")(verify_command)
     app.command("eval")(eval_command)
     app.command("compare")(compare_command)
+    # extra args: the key=value pairs after --rast (`--rast base_small=A rl_small=B alpha=1.0`)
+    app.command("generate", context_settings={"allow_extra_args": True})(generate_command)
     app.command("demo")(demo_command)
 
 

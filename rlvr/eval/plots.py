@@ -1,4 +1,5 @@
-"""Plots: pass@k curves of one run, two runs against each other, and reward / eval accuracy over training.
+"""Plots: pass@k curves of one run, two runs against each other, reward / eval accuracy over training, and the
+accuracy of answer-selection rules against n (`rlvr generate --score`).
 
 All functions write a PNG with matplotlib's Agg backend (no display needed) and return its path.
 """
@@ -46,6 +47,28 @@ def plot_pass_at_k(summary: dict[str, float], ks: Sequence[int], out_png: str | 
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.set_title(title or "pass@k")
+    ax.legend(loc="best")
+    return _save(fig, out_png)
+
+
+def plot_selection(curves: dict[str, dict[int, float]], out_png: str | Path, title: str = "",
+                   lines: dict[str, float] | None = None) -> Path:
+    """Accuracy of each selection rule (rlvr.eval.select) against n, the samples it chooses from (log2 axis);
+    ``lines``: label -> accuracy drawn as horizontal lines (e.g. greedy pass@1)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ks: list[int] = sorted({k for curve in curves.values() for k in curve})
+    styles = ("o-", "s--", "^-.", "d:", "v-", "x--")
+    for i, (name, curve) in enumerate(curves.items()):
+        xs = sorted(curve)
+        ax.plot(xs, [curve[k] for k in xs], styles[i % len(styles)], label=name)
+    for i, (label, value) in enumerate((lines or {}).items()):
+        ax.axhline(value, color=f"C{len(curves) + i}", lw=1, ls=":", label=label)
+    _log2_axis(ax, ks)
+    ax.set_xlabel("n (samples to choose from)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "selection accuracy against n")
     ax.legend(loc="best")
     return _save(fig, out_png)
 
