@@ -297,5 +297,5 @@ def _report(curves, rows, settings, out: Path) -> None:
     json_path.write_text(json.dumps(payload, indent=2, default=str))
     png = plot_selection(curves, stem.with_name(stem.name + ".scores.png"),
                          title=f"{Path(str(settings['model'])).name}: {len(rows)} problems")
-    console.print(score_table(curves, f"accuracy against n ({len(rows)} problems, {settings['model']})"))
+    console.print(score_table(curves, f"accuracy against n ({len(rows)} problems)"))
     console.print(f"wrote {json_path}, {png}")

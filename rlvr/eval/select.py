@@ -41,7 +41,7 @@ from rlvr.eval.majority import answer_classes, maj_at_k, normalize_answer
 
 KINDS = ("first", "best_of_n", "majority", "weighted_majority")
 NEEDS_REWARD = ("best_of_n", "weighted_majority")
-MAX_SUBSETS = 2000
+MAX_SUBSETS = 500
 
 
 @dataclass(frozen=True)
