@@ -5,6 +5,7 @@
     adv, m1 = ADVANTAGES.get("grpo")(rewards, response_mask, group_ids)
     loss, m2 = POLICY_LOSSES.get("ppo_clip")(logp, old_logp, adv, response_mask, clip_low=0.2, clip_high=0.28)
     w, keep, m3 = rollout_is_weights(old_logp, rollout_logp, response_mask, "token_truncate", cap=2.0)
+    adv, m4 = ADVANTAGES.get("gae")(rewards, response_mask, group_ids, values=values, gamma=1.0, lam=1.0)  # PPO
 
 See docs/algorithms.md for the formulas, papers and presets.
 """
@@ -34,6 +35,7 @@ from rlvr.algorithms.losses import POLICY_LOSSES, clipped_pg_loss, gspo, ppo_cli
 from rlvr.algorithms.masks import masked_mean, masked_sum, masked_var, masked_whiten
 from rlvr.algorithms.presets import PRESETS
 from rlvr.algorithms.rollout_correction import ROLLOUT_IS_MODES, rollout_is_weights
+from rlvr.algorithms.value import explained_variance, gae, gae_advantages, token_rewards, value_loss
 
 __all__ = [
     "ADVANTAGES",
@@ -48,7 +50,10 @@ __all__ = [
     "combine_group_ids",
     "dr_grpo",
     "entropy_from_logits",
+    "explained_variance",
     "forking_token_mask",
+    "gae",
+    "gae_advantages",
     "group_stats",
     "grpo",
     "gspo",
@@ -71,5 +76,7 @@ __all__ = [
     "token_logprobs",
     "token_logprobs_reference",
     "token_mean",
+    "token_rewards",
+    "value_loss",
     "zero_variance_groups",
 ]

@@ -161,3 +161,21 @@ PRESETS.register(
     doc="80/20 forking tokens (arXiv:2506.01939): DAPO settings, policy gradient only on the top 20% "
     "highest-entropy tokens of each micro-batch.",
 )
+
+PRESETS.register(
+    "ppo",
+    {
+        "advantage": "gae",
+        "gamma": 1.0,
+        "lam": 1.0,
+        "norm_by_std": True,
+        "loss": "ppo_clip",
+        "clip_low": 0.2,
+        "clip_high": 0.2,
+        "agg": "token-mean",
+        "kl_coef": 0.0,
+    },
+    doc="PPO with a learned critic (arXiv:1707.06347) and GAE (arXiv:1506.02438): gamma = lambda = 1 (verl's "
+    "defaults for outcome rewards), advantages whitened over the batch, clip 0.2, token-mean, no KL (add kl_coef "
+    "with kl_in: reward for the per-token KL penalty). Needs critic.path or critic.shared: true.",
+)

@@ -22,6 +22,12 @@ from rlvr.types import RewardResult
 
 DTYPES = (torch.float32, torch.float64)
 GROUP_BASELINE = ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline")  # subtract a per-group mean
+BATCH_WHITENED = ("reinforce_pp", "reinforce_pp_baseline", "gae")  # whiten over the batch's valid tokens
+
+
+def _batch_baseline(name: str) -> bool:
+    """No group baseline: the return (reinforce_pp; gae with V = 0 and gamma = lambda = 1) whitened over the batch."""
+    return name in ("reinforce_pp", "gae")
 
 
 def _configs() -> dict[str, tuple[str, dict]]:
@@ -46,7 +52,8 @@ ESTIMATORS = [(key, (name, dict(kw))) for (name, kw), key in ESTIMATORS]
 
 
 def _call(name, kwargs, rewards, mask, groups):
-    adv, metrics = ADVANTAGES.get(name)(rewards, mask, groups, token_kl=None, kl_coef=0.0, **kwargs)
+    values = torch.zeros(mask.shape, dtype=rewards.dtype)  # gae's critic: V = 0, so A = R - 0 on every token
+    adv, metrics = ADVANTAGES.get(name)(rewards, mask, groups, token_kl=None, kl_coef=0.0, values=values, **kwargs)
     assert adv.dtype == rewards.dtype, (name, adv.dtype, rewards.dtype)
     return adv, metrics
 
@@ -73,7 +80,7 @@ def test_constant_groups_of_every_size_2_to_64_get_exactly_zero(dtype):
     batches = [torch.full((len(groups),), v, dtype=dtype) for v in VALUES] + [per_group[groups].to(dtype)]
     for b, rewards in enumerate(batches):
         for key, (name, kwargs) in ESTIMATORS:
-            if b == len(VALUES) and name == "reinforce_pp":
+            if b == len(VALUES) and _batch_baseline(name):
                 continue  # no group baseline: only an all-equal batch is exactly 0
             adv, m = _call(name, kwargs, rewards, mask, groups)
             assert (adv == 0).all(), (key, rewards[0].item(), adv.abs().max().item())
@@ -89,7 +96,7 @@ def test_group_of_size_1(dtype):
         rewards = torch.tensor([v], dtype=dtype)
         for key, (name, kwargs) in ESTIMATORS:
             adv, m = _call(name, kwargs, rewards, mask, groups)
-            if name.startswith("reinforce_pp"):
+            if name in BATCH_WHITENED:
                 assert (adv == 0).all(), key
             else:
                 std_div = name == "grpo" and kwargs["norm_by_std"] and kwargs["scale"] != "none"
@@ -158,13 +165,13 @@ def _reference(name, kwargs, rewards, groups, lengths):
             a = centred / (math.sqrt(mean_var(r)[1]) + eps)
         elif name == "rloo":
             a = centred * (n / (n - 1) if n > 1 else 1.0)
-        elif name == "reinforce_pp":  # no KL: the return is R on every valid token, no group baseline
+        elif _batch_baseline(name):  # no KL, V = 0: the return is R on every valid token, no group baseline
             a = x
         else:  # grpo without std, dr_grpo, reinforce_pp_baseline
             a = centred
         per_seq.append(Fraction(a))
     tokens = [per_seq[i] for i in range(len(r)) for _ in range(lengths[i])]
-    if name.startswith("reinforce_pp"):  # whiten over all valid tokens
+    if name in BATCH_WHITENED:  # whiten over all valid tokens
         mean, var = mean_var(tokens)
         return [float(t - mean) / math.sqrt(float(var) + eps) for t in tokens]
     return [float(t) for t in tokens]

@@ -172,8 +172,9 @@ def test_every_registered_function_takes_the_trainer_keywords_and_survives_an_em
     rewards = torch.tensor([1.0, 0.0, 1.0, 1.0])
     for name in ADVANTAGES:
         adv, m = ADVANTAGES.get(name)(rewards, mask, torch.tensor([0, 0, 1, 1]), token_kl=torch.zeros(B, T),
-                                      kl_coef=0.1, norm_by_std=True, scale="group", eps=1e-6)
-        assert adv.shape == (B, T) and (adv == 0).all() and all(torch.isfinite(v) for v in m.values()), name
+                                      kl_coef=0.1, norm_by_std=True, scale="group", eps=1e-6,
+                                      values=torch.zeros(B, T), gamma=1.0, lam=1.0)
+        assert adv.shape == (B, T) and (adv == 0).all() and all(torch.isfinite(v).all() for v in m.values()), name
     logp = torch.zeros(B, T, requires_grad=True)
     for name in POLICY_LOSSES:
         for agg in AGGREGATIONS:

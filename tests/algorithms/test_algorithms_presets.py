@@ -15,7 +15,8 @@ def test_preset_is_valid(name):
     preset = PRESETS.get(name)
     assert set(preset) <= FIELDS, set(preset) - FIELDS
     assert PRESETS.summary(name)  # a one-line doc for `rlvr list`
-    cfg = load_config(None, [f"algorithm={name}", "algorithm.agg_norm_len=64"])
+    needs = ["critic.shared=true"] if preset.get("advantage") == "gae" else []  # ppo: a critic
+    cfg = load_config(None, [f"algorithm={name}", "algorithm.agg_norm_len=64", *needs])
     a = cfg.algorithm
     assert a.advantage in ADVANTAGES and a.loss in POLICY_LOSSES and a.agg in AGGREGATIONS
     assert a.kl_estimator in KL_ESTIMATORS
@@ -33,6 +34,8 @@ def test_headline_values():
     assert PRESETS.get("reinforce_pp")["kl_in"] == "reward" and PRESETS.get("reinforce_pp")["kl_estimator"] == "k1"
     assert PRESETS.get("one_shot")["entropy_coef"] == 0.001 and PRESETS.get("one_shot")["kl_coef"] == 0.001
     assert PRESETS.get("forking_tokens")["entropy_top_frac"] == 0.2
+    assert PRESETS.get("ppo")["advantage"] == "gae" and (PRESETS.get("ppo")["gamma"], PRESETS.get("ppo")["lam"]) \
+        == (1.0, 1.0)
 
 
 def test_user_keys_override_the_preset():
