@@ -183,6 +183,9 @@ class AlgorithmConfig:
     # sequence_truncate | sequence_mask; the pg term is weighted by min(pi_old / pi_sampler, cap) (docs/algorithms.md)
     rollout_is: str = "none"
     rollout_is_cap: float = 2.0
+    # GAE (advantage: gae, PPO with a critic): discount and GAE lambda over the response tokens
+    gamma: float = 1.0
+    lam: float = 1.0
 
 
 @dataclass
@@ -271,6 +274,21 @@ class AsyncConfig:
 
 
 @dataclass
+class CriticConfig:
+    """PPO's value model (advantage: gae; docs/algorithms.md "PPO with a critic"): a separate model, or a value
+    head on the policy's backbone."""
+
+    path: str = ""  # a separate critic: a causal LM folder (a value head is added) or a saved critic folder
+    shared: bool = False  # instead: a value head on the policy's own backbone (one forward/backward for both)
+    lr: float = 1e-5  # the critic's (shared: the value head's) learning rate, on the trainer's schedule
+    weight_decay: float = 0.0
+    warmup_steps: int = 0  # the first N steps train only the critic (the policy is not updated)
+    clip_value: float = 0.5  # value clipping: |V - V_old| <= clip_value in the loss's clipped branch; 0 = off
+    value_coef: float = 1.0  # weight of the value loss (shared: beside the policy loss in one backward)
+    lora: LoraConfig = field(default_factory=LoraConfig)  # LoRA adapters on a separate critic (its head trains fully)
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -285,6 +303,7 @@ class RunConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     async_: AsyncConfig = field(default_factory=AsyncConfig)  # YAML / CLI key: async (a Python keyword)
+    critic: CriticConfig = field(default_factory=CriticConfig)
 
 
 # YAML keys that are Python keywords, and the dataclass fields that hold them
@@ -557,6 +576,7 @@ def validate(cfg: RunConfig) -> None:
     _choice("algorithm.kl_in", a.kl_in, ["loss", "reward"])
     _choice("rollout.engine", r.engine, ["hf", "vllm"])
     _validate_async(cfg)
+    _validate_critic(cfg)
     d = cfg.distributed
     _choice("distributed.backend", d.backend, ["none", "ray"])
     for key in ("trainer_workers", "rollout_workers", "reward_workers"):
@@ -648,10 +668,11 @@ def validate(cfg: RunConfig) -> None:
         )
     if a.kl_in == "reward" and a.kl_coef == 0:
         raise ConfigError("algorithm.kl_in = 'reward' needs algorithm.kl_coef > 0")
-    if a.kl_in == "reward" and a.advantage != "reinforce_pp":
+    if a.kl_in == "reward" and a.advantage not in ("reinforce_pp", "gae"):
         raise ConfigError(
-            f"algorithm.kl_in = 'reward' folds a token-level KL into the reward, which only the 'reinforce_pp' "
-            f"advantage uses; with advantage {a.advantage!r} the KL would be dropped: use algorithm.kl_in = 'loss'")
+            f"algorithm.kl_in = 'reward' folds a token-level KL into the reward, which only the 'reinforce_pp' and "
+            f"'gae' advantages use; with advantage {a.advantage!r} the KL would be dropped: use algorithm.kl_in = "
+            "'loss'")
     if a.kl_target > 0 and a.kl_coef == 0:
         raise ConfigError("algorithm.kl_target > 0 adapts kl_coef, but kl_coef = 0 loads no reference: set kl_coef > 0")
     if a.kl_target > 0 and a.kl_horizon <= 0:
@@ -736,6 +757,41 @@ def _validate_async(cfg: RunConfig) -> None:
     if s.partial_rollout and cfg.distributed.backend == "ray":
         raise ConfigError("async.partial_rollout runs with the rollout process of one machine, not yet with Ray "
                           "rollout workers (docs/async.md, limits)")
+
+
+def _validate_critic(cfg: RunConfig) -> None:
+    c, a = cfg.critic, cfg.algorithm
+    on = bool(c.path) or c.shared
+    if a.advantage == "gae" and not on:
+        raise ConfigError("algorithm.advantage gae (PPO) needs a critic: set critic.path (a model folder) or "
+                          "critic.shared: true (a value head on the policy)")
+    if not on:
+        return
+    if c.path and c.shared:
+        raise ConfigError("critic.path (a separate critic) and critic.shared (a head on the policy) exclude each "
+                          "other: set one")
+    if a.advantage != "gae":
+        raise ConfigError(f"a critic is configured but algorithm.advantage is {a.advantage!r}, which does not read "
+                          "its values: use advantage gae (the ppo preset) or remove critic.path / critic.shared")
+    if cfg.distributed.backend == "ray":
+        raise ConfigError("a critic (PPO) trains in one process for now, not on Ray trainer ranks "
+                          "(distributed.backend: ray)")
+    if c.shared and c.lora.enabled:
+        raise ConfigError("critic.lora applies to a separate critic (critic.path); a shared head follows "
+                          "model.lora")
+    if not c.lr > 0 or not c.value_coef > 0:
+        raise ConfigError(f"critic.lr and critic.value_coef must be > 0, got {c.lr} and {c.value_coef}")
+    if c.clip_value < 0 or c.weight_decay < 0:
+        raise ConfigError(f"critic.clip_value and critic.weight_decay must be >= 0, got {c.clip_value} and "
+                          f"{c.weight_decay}")
+    if not 0 <= c.warmup_steps < cfg.trainer.steps:
+        raise ConfigError(f"critic.warmup_steps must be in [0, trainer.steps = {cfg.trainer.steps}) (the policy "
+                          f"would never train), got {c.warmup_steps}")
+    for key in ("gamma", "lam"):
+        if not 0 <= getattr(a, key) <= 1:
+            raise ConfigError(f"algorithm.{key} must be in [0, 1], got {getattr(a, key)}")
+    if c.lora.enabled and (c.lora.r <= 0 or c.lora.alpha <= 0):
+        raise ConfigError(f"critic.lora.r and critic.lora.alpha must be > 0, got r={c.lora.r}, alpha={c.lora.alpha}")
 
 
 def _check_user_reward(key: str, path: str, function: str) -> None:

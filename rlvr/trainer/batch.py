@@ -28,6 +28,8 @@ class RolloutBatch:
     is_mode:        a rollout-correction mode whose weights the update computes itself, micro-batch by micro-batch,
                     from its own detached log-probs (pi_old = pi_theta with a single update per batch; update.py);
                     None = is_weights as filled above
+    old_values:     (B, T) float or None, the critic's V(s_t) before the update (PPO; filled by the trainer)
+    returns:        (B, T) float or None, GAE returns: the critic's targets
     """
 
     prompt_ids: torch.Tensor
@@ -42,6 +44,8 @@ class RolloutBatch:
     rollout_logp: torch.Tensor | None = None
     is_weights: torch.Tensor | None = None
     is_mode: str | None = None
+    old_values: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]

@@ -61,38 +61,39 @@ def safetensors_problem(file: Path) -> str | None:
     return None
 
 
-def check_model_folder(path: str | Path) -> None:
-    """Raise (naming the file) unless ``path`` is a loadable local HF model folder."""
+def check_model_folder(path: str | Path, key: str = "model.path", tokenizer: bool = True) -> None:
+    """Raise (naming the file and the config ``key``) unless ``path`` is a loadable local HF model folder (with
+    tokenizer files unless ``tokenizer`` is False: a critic uses the policy's tokenizer)."""
     folder = Path(path)
     if not folder.is_dir():
-        raise ConfigError(f"model.path: {folder} is a file; it must be a model folder (config.json, weights, tokenizer files)")
+        raise ConfigError(f"{key}: {folder} is a file; it must be a model folder (config.json, weights, tokenizer files)")
     config = folder / "config.json"
     if not config.is_file() and (folder / "adapter_config.json").is_file():
         config = folder / "adapter_config.json"  # a peft adapter folder (transformers loads its base model)
     if not config.is_file():
-        raise FileNotFoundError(f"model.path: {folder} has no config.json (not an HF model folder)")
+        raise FileNotFoundError(f"{key}: {folder} has no config.json (not an HF model folder)")
     try:
         json.loads(config.read_text())
     except (ValueError, UnicodeDecodeError) as err:
-        raise ConfigError(f"model.path: {config} is not valid JSON ({err})") from None
+        raise ConfigError(f"{key}: {config} is not valid JSON ({err})") from None
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"model.path: {index} is not a valid shard index ({err})") from None
+            raise ConfigError(f"{key}: {index} is not a valid shard index ({err})") from None
         missing = [s for s in shards if not (folder / s).is_file()]
         if missing:
-            raise FileNotFoundError(f"model.path: {folder} lacks weight shard(s) {', '.join(missing)} listed in {index.name}")
+            raise FileNotFoundError(f"{key}: {folder} lacks weight shard(s) {', '.join(missing)} listed in {index.name}")
     weights = sorted(folder.glob("*.safetensors"))
     if not weights and not any((folder / n).is_file() for n in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
-        raise FileNotFoundError(f"model.path: {folder} has no weights (*.safetensors or pytorch_model.bin)")
+        raise FileNotFoundError(f"{key}: {folder} has no weights (*.safetensors or pytorch_model.bin)")
     for file in weights:
         problem = safetensors_problem(file)
         if problem:
-            raise ConfigError(f"model.path: {file} is damaged: {problem}")
-    if not any((folder / n).is_file() for n in TOKENIZER_FILES) and not _remote_tokenizer(folder):
-        raise FileNotFoundError(f"model.path: {folder} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
+            raise ConfigError(f"{key}: {file} is damaged: {problem}")
+    if tokenizer and not any((folder / n).is_file() for n in TOKENIZER_FILES) and not _remote_tokenizer(folder):
+        raise FileNotFoundError(f"{key}: {folder} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
 
 
 def _remote_tokenizer(folder: Path) -> bool:
@@ -197,6 +198,8 @@ def guarded(train):
         from rlvr.trainer.policy import model_path
 
         model_path(cfg.model.path)  # checks a local folder; a hub id passes through
+        if cfg.critic.path:
+            model_path(cfg.critic.path, "critic.path")
         check_output_writable(Path(cfg.output_dir), create=False)
         outer = getattr(_held, "locks", None)
         _held.locks = []

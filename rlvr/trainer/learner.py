@@ -79,11 +79,17 @@ class Learner:
             shard.wrap(self.model)
             if self.reference is not None and self.reference.model is not None:
                 shard.wrap(self.reference.model)
+        policy_steps = t.steps - cfg.critic.warmup_steps  # PPO's critic warm-up steps leave the policy alone
         self.optimizer, self.scheduler = make_optimizer(self.model.parameters(), t,
-                                                        t.steps * t.epochs * t.mini_batches)
+                                                        policy_steps * t.epochs * t.mini_batches)
         if saved is not None:
             ckpt.load_optimizer_state(self.model, self.optimizer, saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
+        self.critic = None  # PPO: critic.path (a model of its own) or critic.shared (a head on the policy)
+        if cfg.critic.path or cfg.critic.shared:
+            from rlvr.trainer.critic import Critic
+
+            self.critic = Critic(cfg, self.model, device, dtype, resume, saved.get("critic") if saved else None)
         self.runtime = UpdateRuntime.from_config(cfg, self.model, sharded=shard is not None)
 
     @property
@@ -99,13 +105,16 @@ class Learner:
         advantages, pg_mask, loss_mask, prep_metrics = prepare(
             self.model, self.reference, batch, a, kl_coef, t, cfg.rollout.temperature, self.device,
             compare_rollout=cfg.rollout.engine != "hf", runtime=self.runtime, shard=self.shard,
-            is_mode=off_policy_mode(cfg))
+            is_mode=off_policy_mode(cfg), critic=self.critic)
         metrics, finite = update_policy(
             self.model, self.optimizer, self.scheduler, batch, advantages, pg_mask, loss_mask, a, kl_coef, t,
             cfg.rollout.temperature, a.agg_norm_len or cfg.rollout.max_new_tokens, self.device, generator,
-            self.runtime, shard=self.shard)
+            self.runtime, shard=self.shard, critic=self.critic, train_policy=step > cfg.critic.warmup_steps)
         metrics.update({k: float(v) for k, v in prep_metrics.items()})
         metrics["lr"] = self.scheduler.get_last_lr()[0]
+        if self.critic is not None:
+            metrics["critic/lr"] = self.critic.scheduler.get_last_lr()[0]
+            metrics["critic/value_mean"] = metrics.pop("adv/values_mean")
         return metrics, finite
 
     def weights_snapshot(self) -> dict[str, torch.Tensor]:
@@ -149,5 +158,8 @@ class Learner:
         if full and self.shard.rank != 0:
             return None
         state = {"optimizer": optimizer_state, "scheduler": self.scheduler.state_dict(), **driver_state}
+        if self.critic is not None:
+            state["critic"] = self.critic.state_dict()
         return ckpt.save_checkpoint(output_dir, step, self.model, tokenizer, state, keep, reference=reference,
-                                    model_state=model_state, reference_state=reference_state)
+                                    model_state=model_state, reference_state=reference_state,
+                                    extra=self.critic.save if self.critic is not None else None)

@@ -37,17 +37,17 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def model_path(path: str) -> str:
+def model_path(path: str, key: str = "model.path") -> str:
     """A local folder (``~`` expanded) when one exists, checked (config, complete weights, tokenizer files: the
-    missing or damaged file is named); otherwise the string as given (a hub id)."""
+    missing or damaged file is named, with the config ``key``); otherwise the string as given (a hub id)."""
     expanded = os.path.expanduser(path)
     if os.path.exists(expanded):
         from rlvr.trainer.guard import check_model_folder
 
-        check_model_folder(expanded)
+        check_model_folder(expanded, key, tokenizer=key == "model.path")
         return expanded
     if not path or path.startswith(("/", ".", "~")) or path.count("/") > 1:
-        raise FileNotFoundError(f"model.path: {path!r} is not an existing folder (nor a hub id like 'org/name')")
+        raise FileNotFoundError(f"{key}: {path!r} is not an existing folder (nor a hub id like 'org/name')")
     return path
 
 
@@ -218,38 +218,45 @@ def response_logprobs(
     with_entropy: bool,
     entropy_grad: bool = False,
     forward=None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    value_head=None,
+):
     """Log-probs (and entropies) of the response tokens.
 
     input_ids, attention_mask: (B, Lp + T) in the layout above; response_width = T.
     Returns logp (B, T) and entropy (B, T) or None, computed at ``temperature`` (as sampled), with memory bounded
     by ``chunk_size`` x V through rlvr.algorithms.logprobs.token_logprobs. ``forward``: a `Forward` (compiled
-    or eager module calls); None calls the module directly.
+    or eager module calls); None calls the module directly. ``value_head``: a shared critic's head, (b, t, H)
+    last hidden states -> (b, t) values; when given, the values of the same forward come third: (logp, entropy,
+    values).
     """
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
     return _scored(model, inputs, lambda x: x[:, -response_width - 1 : -1], input_ids[:, -response_width:],
                    forward=forward, temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy,
-                   entropy_grad=entropy_grad)
+                   entropy_grad=entropy_grad, value_head=value_head)
 
 
 def _scored(model, inputs: dict, pick, labels: torch.Tensor, *, forward, temperature: float, chunk_size: int,
-            with_entropy: bool, entropy_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+            with_entropy: bool, entropy_grad: bool, value_head=None):
     """One forward on ``inputs``; ``pick`` takes the (b, t) columns that predict ``labels`` (b, t) from its
     (B, L, .) output. Through the backbone + chunked head (token_logprobs) where the model has them, else
-    through its full logits. Returns logp (b, t) and entropy (b, t) or None."""
+    through its full logits. Returns logp (b, t) and entropy (b, t) or None (and, with ``value_head``, the
+    values (b, t) it gives the picked last hidden states)."""
     run = forward or _call
     backbone, head = _backbone_and_head(model)
     if backbone is not None:
         hidden = pick(run(backbone, use_cache=False, **inputs).last_hidden_state)
-        return token_logprobs(hidden, head.weight, labels, temperature=temperature, chunk_size=chunk_size,
-                              with_entropy=with_entropy, entropy_grad=entropy_grad)
-    logits = pick(run(model, use_cache=False, **inputs).logits).float() / temperature
+        logp, entropy = token_logprobs(hidden, head.weight, labels, temperature=temperature, chunk_size=chunk_size,
+                                       with_entropy=with_entropy, entropy_grad=entropy_grad)
+        return (logp, entropy) if value_head is None else (logp, entropy, value_head(hidden))
+    out = run(model, use_cache=False, output_hidden_states=value_head is not None, **inputs)
+    logits = pick(out.logits).float() / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    if not with_entropy:
-        return logp, None
-    entropy = entropy_from_logits(logits)
-    return logp, entropy if entropy_grad else entropy.detach()
+    entropy = None
+    if with_entropy:
+        entropy = entropy_from_logits(logits)
+        entropy = entropy if entropy_grad else entropy.detach()
+    return (logp, entropy) if value_head is None else (logp, entropy, value_head(pick(out.hidden_states[-1])))
 
 
 def packed_response_logprobs(
@@ -261,19 +268,19 @@ def packed_response_logprobs(
     with_entropy: bool,
     entropy_grad: bool = False,
     forward=None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    value_head=None,
+):
     """`response_logprobs` for a `rlvr.trainer.batch.Packed` micro-batch: several sequences share a row, with
     position ids restarting at 0 for each and no attention mask, from which transformers (masking_utils
     ``find_packed_sequence_indices``) builds a block-diagonal causal mask: no token attends across sequences.
-    Returns logp / entropy (n_seqs, T) in the padded layout (0 outside the responses).
+    Returns logp / entropy (n_seqs, T) in the padded layout (0 outside the responses), and the values third
+    with ``value_head``.
     """
     src = (pack.src_row, pack.src_col - 1)  # the column before a response token predicts it
     inputs = dict(input_ids=pack.input_ids, position_ids=pack.position_ids)
-    lp, ent = _scored(model, inputs, lambda x: x[src].unsqueeze(0), pack.labels.unsqueeze(0), forward=forward,
-                      temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy,
-                      entropy_grad=entropy_grad)
-    lp, ent = lp[0], ent[0] if ent is not None else None
+    scores = _scored(model, inputs, lambda x: x[src].unsqueeze(0), pack.labels.unsqueeze(0), forward=forward,
+                     temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy,
+                     entropy_grad=entropy_grad, value_head=value_head)
     dst = (pack.dst_row, pack.dst_col)
-    logp = lp.new_zeros(pack.out_shape).index_put(dst, lp)
-    entropy = ent.new_zeros(pack.out_shape).index_put(dst, ent) if ent is not None else None
-    return logp, entropy
+    unpacked = [x[0].new_zeros(pack.out_shape).index_put(dst, x[0]) if x is not None else None for x in scores]
+    return tuple(unpacked)

@@ -5,6 +5,8 @@ A checkpoint is a folder ``<output_dir>/checkpoints/step_000012/`` holding
 - ``trainer_state.pt``: optimizer, scheduler, torch/python/numpy RNG states, data sampler position, step and the
   trainer's own counters (KL coefficient, bad-step streak, best reward),
 - ``reference.safetensors`` when the reference policy was reset away from the initial model (ProRL),
+- PPO's critic: ``critic/`` (an HF token-classification folder, or a peft adapter) or ``value_head.safetensors``
+  (a head on the policy), its optimizer and schedule in ``trainer_state.pt`` (rlvr/trainer/critic.py),
 - ``trainer_state.json``: the same counters, human-readable.
 - ``manifest.json``: the size and sha256 of every other file, written last.
 It is written to ``step_000012.tmp`` and renamed when complete, so a run killed mid-write leaves the previous
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 STATE_FILE = "trainer_state.pt"
+NOT_POLICY_FILES = ("reference.safetensors", "value_head.safetensors")  # weights in a checkpoint beside the policy's
 MANIFEST = "manifest.json"
 log = logging.getLogger("rlvr")
 
@@ -100,12 +103,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(
     output_dir: str | Path, step: int, model, tokenizer, trainer_state: dict[str, Any], keep: int,
     reference: torch.nn.Module | None = None, model_state: dict[str, torch.Tensor] | None = None,
-    reference_state: dict[str, torch.Tensor] | None = None,
+    reference_state: dict[str, torch.Tensor] | None = None, extra=None,
 ) -> Path:
     """Write the checkpoint for ``step`` atomically and prune all but the ``keep`` most recent.
 
     model_state / reference_state: the full state dicts when the modules themselves are sharded (FSDP2 rank 0,
-    `full_model_state`); None = read them from the modules."""
+    `full_model_state`); None = read them from the modules. extra: ``extra(folder)`` writes more files into the
+    checkpoint before its manifest (PPO's critic)."""
     final = checkpoint_dir(output_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -123,6 +127,8 @@ def save_checkpoint(
         from safetensors.torch import save_model
 
         save_model(reference, str(tmp / "reference.safetensors"))  # handles tied (shared) weights
+    if extra is not None:
+        extra(tmp)
     torch.save({**trainer_state, "rng": rng_state()}, tmp / STATE_FILE)
     counters = trainer_state.get("counters", {})
     summary = {k: v for k, v in counters.items() if isinstance(v, (int, float, str, bool)) or v is None}
@@ -197,7 +203,7 @@ def load_policy_weights(model, path: Path) -> None:
         return
     state = {}
     for file in sorted(path.glob("*.safetensors")):
-        if file.name != "reference.safetensors":
+        if file.name not in NOT_POLICY_FILES:
             state.update(load_file(str(file)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {k for k in missing if "lm_head" in k or "embed" in k}

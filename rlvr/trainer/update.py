@@ -29,6 +29,7 @@ import torch
 from rlvr.algorithms import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 from rlvr.algorithms.entropy import forking_token_mask
 from rlvr.algorithms.rollout_correction import rollout_is_weights
+from rlvr.algorithms.value import explained_variance
 from rlvr.config import AlgorithmConfig, TrainerConfig
 from rlvr.trainer.batch import RolloutBatch
 from rlvr.trainer.policy import Forward, Reference, packed_response_logprobs, response_logprobs
@@ -87,8 +88,8 @@ class UpdateRuntime:
         rows, pack = shared
         kwargs = dict(temperature=temperature, chunk_size=chunk, with_entropy=False)
         with torch.no_grad():
-            got, _, width = _forward(model, batch, rows, pack, device, None, **kwargs)
-            want, _, _ = _forward(model, batch, rows, None, device, None, **kwargs)
+            got, _, width, _ = _forward(model, batch, rows, pack, device, None, **kwargs)
+            want, _, _, _ = _forward(model, batch, rows, None, device, None, **kwargs)
         mask = batch.response_mask[rows][:, :width].to(device)
         diff = float((got.float() - want.float()[:, :width]).abs().masked_fill(~mask, 0).max())
         tol = REUSE_TOL.get(next(model.parameters()).dtype, 5e-2)
@@ -126,14 +127,17 @@ def _micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-def _forward(model, batch: RolloutBatch, rows, pack, device, forward, **kwargs):
-    """logp, entropy (len(rows), width) and width of one micro-batch, padded (pack None) or packed."""
+def _forward(model, batch: RolloutBatch, rows, pack, device, forward, value_head=None, **kwargs):
+    """logp, entropy (len(rows), width), width and the shared critic head's values (len(rows), width) or None
+    (no ``value_head``) of one micro-batch, padded (pack None) or packed."""
     if pack is not None:
-        logp, entropy = packed_response_logprobs(model, pack, forward=forward, **kwargs)
-        return logp, entropy, pack.out_shape[1]
-    ids, mask, width = batch.model_inputs(rows, device)
-    logp, entropy = response_logprobs(model, ids, mask, width, forward=forward, **kwargs)
-    return logp, entropy, width
+        scores = packed_response_logprobs(model, pack, forward=forward, value_head=value_head, **kwargs)
+        width = pack.out_shape[1]
+    else:
+        ids, mask, width = batch.model_inputs(rows, device)
+        scores = response_logprobs(model, ids, mask, width, forward=forward, value_head=value_head, **kwargs)
+    logp, entropy, *values = scores
+    return logp, entropy, width, values[0] if values else None
 
 
 FUSED_IS_MODES = ("none", "token_truncate", "sequence_truncate")  # the modes that leave the loss mask as it is
@@ -155,7 +159,7 @@ def _logprobs_of(model, batch: RolloutBatch, rows_list, device, temperature, chu
                      with_entropy=False)
             continue
         rows, pack = item if isinstance(item, tuple) else (item, None)
-        lp, ent, width = _forward(model, batch, rows, pack, device, forward, temperature=temperature,
+        lp, ent, width, _ = _forward(model, batch, rows, pack, device, forward, temperature=temperature,
                                   chunk_size=chunk, with_entropy=with_entropy)
         logp[rows, :width] = lp.float().cpu()
         if with_entropy:
@@ -192,8 +196,9 @@ def _reused_old_logp(runtime: UpdateRuntime, model, batch: RolloutBatch, micros,
 
 def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: AlgorithmConfig, kl_coef: float,
             trainer: TrainerConfig, temperature: float, device, compare_rollout: bool = False,
-            runtime: UpdateRuntime | None = None, shard=None, is_mode: str | None = None):
-    """Fill batch.old_logp / batch.ref_logp / batch.is_weights where needed.
+            runtime: UpdateRuntime | None = None, shard=None, is_mode: str | None = None, critic=None):
+    """Fill batch.old_logp / batch.ref_logp / batch.is_weights where needed (and, with a `Critic`,
+    batch.old_values / batch.returns: PPO).
 
     compare_rollout: the completions come from another engine than the policy (vLLM): recompute old_logp even
     for a single update and report how far the engine's log-probs are from it (``rollout/*`` metrics), the
@@ -247,17 +252,28 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
             ref_fwd = fwd if reference.model is not None else None  # a LoRA reference (adapters off): eager
             batch.ref_logp, _ = fwd.guard(
                 lambda: _logprobs_of(ref_model, batch, micros, device, temperature, chunk, False, ref_fwd, shard))
+    if critic is not None:  # PPO: V(s_t) before the update, GAE's baseline and the value clip's centre
+        def shared_forward(rows, pack):
+            _, _, width, values = _forward(model, batch, rows, pack, device, fwd, value_head=critic.head_values,
+                                           temperature=temperature, chunk_size=chunk, with_entropy=False)
+            return values, width
+
+        batch.old_values = fwd.guard(lambda: critic.values(batch, micros, device, fwd, shared_forward))
     token_kl = None
     if algo.kl_in == "reward" and batch.ref_logp is not None:
         token_kl = KL_ESTIMATORS.get(algo.kl_estimator)(batch.old_logp, batch.ref_logp)
     advantages, metrics = ADVANTAGES.get(algo.advantage)(
         batch.rewards, batch.response_mask, batch.group_ids, token_kl=token_kl, kl_coef=kl_coef,
         norm_by_std=algo.norm_by_std, scale=algo.adv_scale, eps=algo.adv_eps,
+        values=batch.old_values, gamma=algo.gamma, lam=algo.lam,
     )
+    batch.returns = metrics.pop("returns", None)  # the critic's targets (gae)
+    if critic is not None:
+        metrics["critic/explained_var"] = explained_variance(batch.old_values, batch.returns, batch.response_mask)
     pg_mask = loss_mask
     if forking:
         pg_mask = forking_token_mask(old_entropy, loss_mask, algo.entropy_top_frac)
-    metrics = {**{f"adv/{k}": v for k, v in metrics.items()}, **perf}
+    metrics = {**{k if k.startswith("critic/") else f"adv/{k}": v for k, v in metrics.items()}, **perf}
     if correct and not fused:  # Yao et al. 2025: weight the pg term by min(pi_old / pi_rollout, C); masks drop tokens
         weights, keep, is_metrics = rollout_is_weights(batch.old_logp, batch.rollout_logp, batch.response_mask,
                                                        mode, algo.rollout_is_cap)
@@ -271,18 +287,24 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
 def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, pg_mask, loss_mask,
                   algo: AlgorithmConfig, kl_coef: float, trainer: TrainerConfig, temperature: float,
                   norm_len: int, device, generator: torch.Generator,
-                  runtime: UpdateRuntime | None = None, shard=None) -> tuple[dict[str, float], bool]:
+                  runtime: UpdateRuntime | None = None, shard=None, critic=None,
+                  train_policy: bool = True) -> tuple[dict[str, float], bool]:
     """Run trainer.epochs x trainer.mini_batches optimizer steps. Returns (metrics, all_steps_finite).
     shard: this rank's `rlvr.trainer.shard.Shard` under FSDP: it runs its share of each mini-batch's rows, with
-    the whole mini-batch's counts, and the loss and metrics are summed over the ranks."""
+    the whole mini-batch's counts, and the loss and metrics are summed over the ranks.
+    critic: PPO's `rlvr.trainer.critic.Critic` (batch.old_values / returns filled by prepare): a shared head's value
+    loss joins the policy loss of each micro-batch; a separate critic takes its own step after the policy's, on
+    the same mini-batch. train_policy False (critic warm-up): only the critic learns."""
     runtime = runtime or UpdateRuntime()
     policy_loss = POLICY_LOSSES.get(algo.loss)
     aggregate = AGGREGATIONS.get(algo.agg)
     kl_fn = KL_ESTIMATORS.get(algo.kl_estimator)
     params = [p for p in model.parameters() if p.requires_grad]
     sums: dict[str, float] = defaultdict(float)
-    updates = 0
+    updates = policy_steps = 0
     all_finite = True
+    shared_head = critic is not None and critic.shared
+    value_head = (lambda h: critic.head_values(h, detach=not train_policy)) if shared_head else None
 
     def accumulate(mini):
         """zero_grad, then forward/backward of every micro-batch of ``mini``: (summed loss, metric sums).
@@ -295,13 +317,14 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
         optimizer.zero_grad(set_to_none=True)
         for item in runtime.micro_batches(batch, mini, trainer.micro_batch_size, device, shard):
             if item is None:  # this rank has fewer micro-batches: a dummy keeps FSDP's collectives in step
-                logp, _, _ = _forward(model, batch, DUMMY_ROWS, None, device, runtime.forward,
-                                      temperature=temperature, chunk_size=algo.logprob_chunk, with_entropy=False)
+                logp, _, _, _ = _forward(model, batch, DUMMY_ROWS, None, device, runtime.forward,
+                                         temperature=temperature, chunk_size=algo.logprob_chunk,
+                                         with_entropy=False)
                 (logp.sum() * 0.0).backward()
                 continue
             rows, pack = item
-            logp, entropy, width = _forward(
-                model, batch, rows, pack, device, runtime.forward, temperature=temperature,
+            logp, entropy, width, values = _forward(
+                model, batch, rows, pack, device, runtime.forward, value_head=value_head, temperature=temperature,
                 chunk_size=algo.logprob_chunk, with_entropy=True, entropy_grad=algo.entropy_coef > 0,
             )
             cut = lambda x: x[rows][:, :width].to(device)  # noqa: E731
@@ -331,6 +354,14 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
             m["entropy"] = ent_term.detach()
             if algo.entropy_coef > 0:
                 loss = loss - algo.entropy_coef * ent_term
+            if not train_policy:  # critic warm-up: the policy's terms are left out (and its metrics)
+                loss, m, is_metrics = torch.zeros((), device=device), {}, {}
+            if values is not None:  # a shared critic head: its value loss in the same backward
+                value_term, vm = critic.loss(values, batch, rows, width, response_tokens, device)
+                loss = loss + value_term
+                mini_sums["critic/value_loss"] += float(vm["value_loss"])
+                share_tokens = int(batch.response_mask[rows].sum()) / response_tokens
+                mini_sums["critic/value_clip_frac"] += float(vm["value_clip_frac"]) * share_tokens
             (loss * shard.loss_scale if shard is not None else loss).backward()
             total += float(loss.detach())
             for key, value in m.items():
@@ -353,22 +384,35 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
     for _ in range(trainer.epochs):
         order = torch.randperm(len(batch), generator=generator)
         for mini in torch.tensor_split(order, min(trainer.mini_batches, len(batch))):  # a short dynamic batch
-            total, mini_sums = runtime.forward.guard(lambda: accumulate(mini))
-            for key, value in mini_sums.items():
-                sums[key] += value
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, trainer.max_grad_norm or math.inf)
-            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-            finite = math.isfinite(total) and math.isfinite(grad_norm)
-            if finite:
-                optimizer.step()
-                scheduler.step()
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                all_finite = False
-            sums["loss"] += total
-            sums["grad_norm"] += grad_norm
+            if train_policy or shared_head:  # (a separate critic warming up needs no policy forward)
+                total, mini_sums = runtime.forward.guard(lambda: accumulate(mini))
+                for key, value in mini_sums.items():
+                    sums[key] += value
+            if train_policy:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, trainer.max_grad_norm or math.inf)
+                grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+                finite = math.isfinite(total) and math.isfinite(grad_norm)
+                if finite:
+                    optimizer.step()
+                    scheduler.step()
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    all_finite = False
+                sums["loss"] += total
+                sums["grad_norm"] += grad_norm
+                policy_steps += 1
+            if critic is not None:
+                if shared_head:
+                    critic_metrics = critic.step()
+                else:
+                    micros = runtime.micro_batches(batch, mini, trainer.micro_batch_size, device)
+                    critic_metrics = runtime.forward.guard(
+                        lambda: critic.train_mini(batch, mini, micros, device, runtime.forward))
+                all_finite &= not critic_metrics["critic/skipped"]
+                for key, value in critic_metrics.items():
+                    sums[key] += value
             updates += 1
     metrics = {key: value / updates for key, value in sums.items()}
-    metrics["optimizer_steps"] = float(updates)
+    metrics["optimizer_steps"] = float(policy_steps)
     metrics.update(runtime.forward.settle())
     return metrics, all_finite

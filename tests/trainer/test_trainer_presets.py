@@ -21,9 +21,10 @@ def test_preset_trains_and_updates(tmp_path, tiny_model_dir, arithmetic_jsonl, p
     overrides = {"name": preset}
     if PRESETS.get(preset).get("ref_reset_every"):
         overrides["ref_reset_every"] = 1  # exercise the reset inside a 2-step run
+    critic = {"shared": True} if PRESETS.get(preset).get("advantage") == "gae" else {}  # ppo: a value head
     cfg = config_from_dict(make_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, algorithm=overrides,
                                     trainer={"steps": 2, "lr": 1e-3, "micro_batch_size": 16},
-                                    checkpoint={"every": 0, "keep": 1}))
+                                    checkpoint={"every": 0, "keep": 1}, critic=critic))
     train(cfg)
     lines = [json.loads(x) for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2]
