@@ -278,11 +278,10 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                 save(counters["step"])
                 raise PipelineError(f"{err}. A checkpoint of step {counters['step']} was written (with the batches "
                                     "already sampled); resume with the same command") from err
+            sampled = metrics.pop("_rows")  # not a metric: what completions.jsonl is made of
             logger.log(step, metrics)
             if cfg.logging.log_completions:
-                logger.log_completions(step, completion_rows(step, *metrics.pop("_rows")))
-            else:
-                metrics.pop("_rows")
+                logger.log_completions(step, completion_rows(step, *sampled))
             progress.advance(step, metrics)
             if counters["bad_streak"] >= t.max_bad_steps:
                 raise TrainingDiverged(

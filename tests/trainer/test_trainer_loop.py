@@ -59,6 +59,7 @@ def test_train_writes_artifacts_and_changes_weights(tmp_path, tiny_model_dir, ar
                 "completions/clipped_ratio", "entropy", "clip_frac_low", "grad_norm", "lr", "tokens_per_s",
                 "time/rollout_s", "time/reward_s", "time/update_s"]:
         assert key in lines[-1], key
+    assert not any(key.startswith("_") for line in lines for key in line), "a non-metric leaked into metrics.jsonl"
     completions = (run / "completions.jsonl").read_text().splitlines()
     assert len(completions) == 3 * 16  # every step's P*G completions are kept, none overwritten
     row = json.loads(completions[0])
