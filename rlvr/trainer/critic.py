@@ -15,7 +15,7 @@ Two kinds (docs/algorithms.md, "PPO with a critic"):
   the LM head's input). The value loss is added to the policy loss of the same forward, so one backward trains the
   head (its own optimizer and lr) and, through the backbone, the policy (the policy's optimizer). During
   ``critic.warmup_steps`` the head reads a detached hidden state: the policy does not move. Saved as
-  ``<checkpoint>/value_head.safetensors``.
+  ``<checkpoint>/critic/value_head.safetensors``.
 
 V(s_t) is read at the column that predicts response token t (the prompt and the tokens before t), like the
 policy's log-prob of token t. The head's output has one channel, so no vocabulary-sized tensor exists and the
@@ -41,7 +41,7 @@ from rlvr.trainer.policy import disable_dropout, model_path
 log = logging.getLogger("rlvr")
 
 CRITIC_DIR = "critic"
-VALUE_HEAD_FILE = "value_head.safetensors"
+VALUE_HEAD_FILE = "critic/value_head.safetensors"  # in a subfolder: vLLM loads every *.safetensors beside the policy's
 
 
 def load_critic_model(cfg: RunConfig, device: torch.device, dtype: torch.dtype, vocab_size: int):
@@ -189,10 +189,11 @@ class Critic:
 
     def save(self, folder: Path) -> None:
         """The critic's weights into a checkpoint folder: ``critic/`` (HF-loadable: AutoModelForTokenClassification,
-        or a peft adapter) or ``value_head.safetensors`` (shared)."""
+        or a peft adapter) or ``critic/value_head.safetensors`` (shared)."""
         if self.shared:
             from safetensors.torch import save_file
 
+            (folder / VALUE_HEAD_FILE).parent.mkdir(exist_ok=True)
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
                       str(folder / VALUE_HEAD_FILE))
         else:

@@ -5,8 +5,8 @@ A checkpoint is a folder ``<output_dir>/checkpoints/step_000012/`` holding
 - ``trainer_state.pt``: optimizer, scheduler, torch/python/numpy RNG states, data sampler position, step and the
   trainer's own counters (KL coefficient, bad-step streak, best reward),
 - ``reference.safetensors`` when the reference policy was reset away from the initial model (ProRL),
-- PPO's critic: ``critic/`` (an HF token-classification folder, or a peft adapter) or ``value_head.safetensors``
-  (a head on the policy), its optimizer and schedule in ``trainer_state.pt`` (rlvr/trainer/critic.py),
+- PPO's critic: ``critic/`` (an HF token-classification folder, a peft adapter, or ``value_head.safetensors``:
+  a head on the policy), its optimizer and schedule in ``trainer_state.pt`` (rlvr/trainer/critic.py),
 - ``trainer_state.json``: the same counters, human-readable.
 - ``manifest.json``: the size and sha256 of every other file, written last.
 It is written to ``step_000012.tmp`` and renamed when complete, so a run killed mid-write leaves the previous
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 STATE_FILE = "trainer_state.pt"
-NOT_POLICY_FILES = ("reference.safetensors", "value_head.safetensors")  # weights in a checkpoint beside the policy's
+NOT_POLICY_FILES = ("reference.safetensors",)  # weights in a checkpoint beside the policy's
 MANIFEST = "manifest.json"
 log = logging.getLogger("rlvr")
 
