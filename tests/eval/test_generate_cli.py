@@ -112,3 +112,16 @@ def test_rast_from_the_cli(tmp_path, tiny_model_dir, arithmetic_jsonl):
 def test_bad_arguments_exit_2(tmp_path, extra, message):
     res = _run(["--model", tmp_path, "--data", tmp_path / "x.jsonl", "-o", tmp_path / "o.jsonl", *extra])
     assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+
+
+@pytest.mark.slow  # ~15 s (starts vLLM's CPU engine): .ci/run runs it with `pytest -m slow`
+def test_vllm_engine_rows_equal_the_hf_engine_greedy(tmp_path, common):
+    pytest.importorskip("vllm", reason="vLLM is not installed (bash scripts/install-vllm-cpu.sh)")
+    args = [*common, "--limit", "4", "-n", "2", "--temperature", "0", "--set", "rollout.vllm.kv_cache_gb=0.05"]
+    assert _run([*args, "-o", tmp_path / "hf.jsonl"]).exit_code == 0
+    res = _run([*args, "--engine", "vllm", "-o", tmp_path / "vllm.jsonl"])
+    assert res.exit_code == 0, res.output
+    hf, vllm = _rows(tmp_path / "hf.jsonl"), _rows(tmp_path / "vllm.jsonl")
+    assert [r["completions"] for r in vllm] == [r["completions"] for r in hf]
+    assert [r["finish_reasons"] for r in vllm] == [r["finish_reasons"] for r in hf]
+    assert hf[0]["settings_hash"] != vllm[0]["settings_hash"]  # the engine is part of what the file resumes on
