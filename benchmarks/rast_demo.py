@@ -61,12 +61,13 @@ def build(root: Path) -> None:
               f"(torch threads {torch.get_num_threads()})", flush=True)
 
 
-def train(root: Path, steps: int, run: str) -> None:
+def train(root: Path, steps: int, run: str, seed: int = 0) -> None:
     """GRPO on the small base: the demo's run (examples/demo.yaml) through `rlvr train`, into <root>/<run>."""
     small = root / "small"
     cmd = ["rlvr", "train", "examples/demo.yaml", f"model.path={small / 'base'}",
            f"data.source={small / 'train.jsonl'}", f"data.eval_source={small / 'dev.jsonl'}",
-           f"output_dir={root / run}", "checkpoint.resume=never", f"trainer.steps={steps}", "logging.progress=false"]
+           f"output_dir={root / run}", "checkpoint.resume=never", f"trainer.steps={steps}", f"trainer.seed={seed}",
+           "logging.progress=false"]
     seconds = _run(cmd, root / f"train_{run}.log")
     print(f"{run}: trained in {seconds:.0f} s -> {rl_small_path(root, run)}", flush=True)
 
@@ -172,7 +173,8 @@ def cost(root: Path, run: str, repeats: int = 3) -> None:
         tokens = sum(len(g[0].token_ids) for g in groups)
         times[name] = statistics.median(runs)
         print(f"{name:6s} {times[name]:6.2f} s for {tokens} tokens ({tokens / times[name]:6.0f} tokens/s)", flush=True)
-    print(f"rast / large: {times['rast'] / times['large']:.2f}x   small / large: {times['small'] / times['large']:.2f}x")
+    print(f"rast / large: {times['rast'] / times['large']:.2f}x   "
+          f"small / large: {times['small'] / times['large']:.2f}x")
 
 
 def plot(root: Path, run: str, out_png: Path) -> None:
@@ -216,6 +218,7 @@ def main() -> None:
     parser.add_argument("--root", default="runs/rast_demo")
     parser.add_argument("--steps", type=int, default=140, help="GRPO steps of the small model")
     parser.add_argument("--run", default="rl_small", help="folder (under --root) of the small model's GRPO run")
+    parser.add_argument("--seed", type=int, default=0, help="trainer.seed of that GRPO run (its sampling)")
     parser.add_argument("--n", type=int, default=16, help="samples per problem of the best-of-n / majority curves")
     parser.add_argument("--alphas", default="0.5,1,2", help="RAST alphas of the greedy runs")
     args = parser.parse_args()
@@ -224,7 +227,7 @@ def main() -> None:
     if args.stage in ("build", "all"):
         build(root)
     if args.stage in ("train", "all"):
-        train(root, args.steps, args.run)
+        train(root, args.steps, args.run, args.seed)
     if args.stage in ("eval", "all"):
         evaluate(root, args.n, [float(a) for a in args.alphas.split(",")], args.run)
     if args.stage == "cost":

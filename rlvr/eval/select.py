@@ -111,7 +111,10 @@ def pick(rule: Rule, answers: Sequence[str | None], correct: Sequence[bool] | No
         out.update(answer=answers[i], index=i, votes=1 if rule.kind == "first" else float(rewards[i]),
                    correct=flags[i])
     else:
-        classes = answer_classes(answers, flags) if rule.kind == "majority" else _weighted_classes(answers, flags, rewards)
+        if rule.kind == "majority":
+            classes = answer_classes(answers, flags)
+        else:
+            classes = _weighted_classes(answers, flags, rewards)
         key = "count" if rule.kind == "majority" else "weight"
         top = classes[0] if classes else None
         out.update(answer=top and top["answer"], index=top and top["first"], votes=top[key] if top else 0,

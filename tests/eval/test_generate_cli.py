@@ -28,7 +28,8 @@ def _run(args):
 @pytest.fixture()
 def common(tiny_model_dir, arithmetic_jsonl):
     return ["--model", tiny_model_dir, "--data", arithmetic_jsonl, "--verifier", "exact_match", "--temperature",
-            "1.0", "--max-new-tokens", "6", "--template", "{question}", "--no-progress", "--set", "reward.num_workers=1"]
+            "1.0", "--max-new-tokens", "6", "--template", "{question}", "--no-progress",
+            "--set", "reward.num_workers=1"]
 
 
 def test_rows_resume_selections_and_scores(tmp_path, common, monkeypatch):
