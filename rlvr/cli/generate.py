@@ -159,6 +159,9 @@ def generate_command(
         _fail(f"--engine must be hf or vllm, got {cfg.rollout.engine!r}")
     if rast_spec and cfg.rollout.engine != "hf":
         _fail("--rast decodes with the hf engine (three models per token in rlvr's decode loop); drop --engine vllm")
+    if rast_spec and (cfg.rollout.hf.compile or cfg.rollout.hf.decode != "loop"):
+        console.print("[yellow]warning:[/] --rast decodes eagerly in rlvr's decode loop: rollout.hf.compile / "
+                      "rollout.hf.decode are ignored")
     n = n if n is not None else cfg.rollout.n
     temperature = temperature if temperature is not None else cfg.rollout.temperature
     top_p = top_p if top_p is not None else cfg.rollout.top_p
@@ -204,6 +207,7 @@ def generate_command(
     }
     if rast_spec:
         engine = _rast_engine(rast_spec, cfg, model_cfg, policy, tokenizer, torch_device, torch_dtype)
+        settings["decode"] = "loop"
         settings["rast"] = {**rast_spec, **{f"{k}_fingerprint": model_fingerprint(rast_spec[k])
                                             for k in ("base_small", "rl_small")}}
     else:
