@@ -84,15 +84,16 @@ def _reward_component(name: str, cfg):
                      f"config, auto, or file.py:function){hint}")
 
 
-def _problems(cfg, data: str | None, limit: int | None):
-    """(examples, DataConfig used): --data, else data.eval_source, else data.source."""
+def _problems(cfg, data: str | None, limit: int | None, answers: bool):
+    """(examples, DataConfig used): --data, else data.eval_source, else data.source. ``answers`` False (no
+    --score) keeps rows without an answer: plain prompts to generate for."""
     from rlvr.data import DataError, load_examples
 
     if not (data or cfg.data.eval_source or cfg.data.source):
         _fail("no problems: pass --data SOURCE (or data.eval_source / data.source in --config)")
     data_cfg = dataclasses.replace(cfg.data, source=data) if data else cfg.data
     try:
-        report = load_examples(data_cfg, eval=not data and bool(cfg.data.eval_source))
+        report = load_examples(data_cfg, eval=not data and bool(cfg.data.eval_source), answer_required=answers)
     except (DataError, ValueError) as err:
         _fail(f"data: {err}")
     if report.bad_rows:
@@ -178,7 +179,7 @@ def generate_command(
     except ValueError as err:
         _fail(str(err))
 
-    examples, data_cfg = _problems(cfg, data, limit)
+    examples, data_cfg = _problems(cfg, data, limit, answers=score)
     if not examples:
         _fail("no problems to generate for")
     from rlvr.data import check_template, render_prompt

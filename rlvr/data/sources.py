@@ -323,8 +323,9 @@ def row_to_example(
     )
 
 
-def load_examples(cfg: DataConfig, *, eval: bool = False) -> DataReport:
+def load_examples(cfg: DataConfig, *, eval: bool = False, answer_required: bool = True) -> DataReport:
     """Read ``cfg.source`` (or ``cfg.eval_source`` when eval=True) into Examples, reporting every skipped row.
+    answer_required=False keeps rows without an answer (answer None): prompts to generate for (`rlvr generate`).
 
     Bad rows (invalid JSON, not an object, no / empty / non-string question, no answer, bad verifier) are skipped
     and listed in the report with cfg.on_bad_row="skip", and raise DataError with "fail". A source without a
@@ -344,7 +345,8 @@ def load_examples(cfg: DataConfig, *, eval: bool = False) -> DataReport:
     duplicates: list[tuple[int, int]] = []  # (line, line of the row it repeats)
     for line, row in SOURCES.get(kind)(location, cfg, eval):
         result = row_to_example(
-            row, cfg, source=source, index=total, default_verifier=default_verifier, answer_required=kind != "reasoning_gym"
+            row, cfg, source=source, index=total, default_verifier=default_verifier,
+            answer_required=answer_required and kind != "reasoning_gym",
         )
         total += 1
         if not isinstance(result, str) and result.verifier not in VERIFIERS:

@@ -126,3 +126,18 @@ def test_vllm_engine_rows_equal_the_hf_engine_greedy(tmp_path, common):
     assert [r["completions"] for r in vllm] == [r["completions"] for r in hf]
     assert [r["finish_reasons"] for r in vllm] == [r["finish_reasons"] for r in hf]
     assert hf[0]["settings_hash"] != vllm[0]["settings_hash"]  # the engine is part of what the file resumes on
+
+
+def test_prompts_without_answers_generate_and_vote_but_cannot_be_scored(tmp_path, tiny_model_dir):
+    """Plain prompts (no answer field): rows and a majority vote are written; --score says which rows it skipped."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"question": f"{a}+{a}="}) + "\n" for a in range(1, 5)))
+    args = ["--model", tiny_model_dir, "--data", prompts, "--verifier", "exact_match", "--max-new-tokens", "4",
+            "--template", "{question}", "--no-progress", "--set", "reward.num_workers=1", "-n", "3"]
+    res = _run([*args, "-o", tmp_path / "out.jsonl", "--select", "majority"])
+    assert res.exit_code == 0, res.output
+    rows = _rows(tmp_path / "out.jsonl")
+    assert len(rows) == 4 and all(len(r["completions"]) == 3 and "majority" in r["selections"] for r in rows)
+    assert all(r.get("answer") is None for r in rows)
+    scored = _run([*args, "-o", tmp_path / "scored.jsonl", "--score"])
+    assert scored.exit_code != 0 and "no answer" in scored.output
