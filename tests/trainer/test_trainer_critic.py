@@ -124,3 +124,14 @@ def test_a_critic_path_that_is_not_a_model_is_named(tmp_path, tiny_model_dir, ar
     cfg = ppo_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, critic={"path": str(tmp_path / "nope")})
     with pytest.raises(FileNotFoundError, match="critic.path"):
         train(cfg)
+
+
+def test_ppo_trains_in_an_asynchronous_run(tmp_path, tiny_model_dir, arithmetic_jsonl):
+    """The critic lives in the learner, so one-step-off sampling (a rollout process) composes with it."""
+    cfg = ppo_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, trainer={"steps": 2, "mini_batches": 1},
+                  **{"async": {"max_staleness": 1}})
+    train(cfg)
+    rows = metrics(cfg)
+    assert [r["step"] for r in rows] == [1, 2] and all(r["critic/value_loss"] > 0 for r in rows)
+    versions = [json.loads(x)["version"] for x in (Path(cfg.output_dir) / "completions.jsonl").read_text().splitlines()]
+    assert set(versions) == {0}  # batch 2 was sampled by the weights of step 0, while step 1 trained
