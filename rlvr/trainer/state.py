@@ -4,7 +4,9 @@ A checkpoint is a folder ``<output_dir>/checkpoints/step_000012/`` holding
 - the policy as an HF-loadable folder (safetensors weights, config, tokenizer; a peft adapter folder with LoRA),
 - ``trainer_state.pt``: optimizer, scheduler, torch/python/numpy RNG states, data sampler position, step and the
   trainer's own counters (KL coefficient, bad-step streak, best reward),
-- ``reference.safetensors`` when the reference policy was reset away from the initial model (ProRL),
+- ``reference/model.safetensors`` when the reference policy was reset away from the initial model (ProRL); in a
+  subfolder, because vLLM loads every ``*.safetensors`` of a model folder as its weights (checkpoints written
+  before kept it as ``reference.safetensors`` beside the policy, still read on resume),
 - PPO's critic: ``critic/`` (an HF token-classification folder, a peft adapter, or ``value_head.safetensors``:
   a head on the policy), its optimizer and schedule in ``trainer_state.pt`` (rlvr/trainer/critic.py),
 - ``trainer_state.json``: the same counters, human-readable.
@@ -29,7 +31,8 @@ import numpy as np
 import torch
 
 STATE_FILE = "trainer_state.pt"
-NOT_POLICY_FILES = ("reference.safetensors",)  # weights in a checkpoint beside the policy's
+REFERENCE_FILE = "reference/model.safetensors"
+NOT_POLICY_FILES = ("reference.safetensors",)  # an older checkpoint's reference, beside the policy's weights
 MANIFEST = "manifest.json"
 log = logging.getLogger("rlvr")
 
@@ -122,11 +125,13 @@ def save_checkpoint(
     if reference_state is not None:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in reference_state.items()}, str(tmp / "reference.safetensors"))
+        (tmp / REFERENCE_FILE).parent.mkdir()
+        save_file({k: v.contiguous() for k, v in reference_state.items()}, str(tmp / REFERENCE_FILE))
     elif reference is not None:
         from safetensors.torch import save_model
 
-        save_model(reference, str(tmp / "reference.safetensors"))  # handles tied (shared) weights
+        (tmp / REFERENCE_FILE).parent.mkdir()
+        save_model(reference, str(tmp / REFERENCE_FILE))  # handles tied (shared) weights
     if extra is not None:
         extra(tmp)
     torch.save({**trainer_state, "rng": rng_state()}, tmp / STATE_FILE)
@@ -212,10 +217,11 @@ def load_policy_weights(model, path: Path) -> None:
 
 
 def load_reference(reference: torch.nn.Module, path: Path) -> None:
-    """A reset reference policy (ProRL) back from ``reference.safetensors``."""
+    """A reset reference policy (ProRL) back from ``reference/model.safetensors`` (or an older checkpoint's
+    ``reference.safetensors``)."""
     from safetensors.torch import load_file, load_model
 
-    file = str(path / "reference.safetensors")
+    file = str(path / REFERENCE_FILE if (path / REFERENCE_FILE).is_file() else path / "reference.safetensors")
     try:
         load_model(reference, file)
     except RuntimeError:  # written from a full state dict (FSDP): every key, tied ones included

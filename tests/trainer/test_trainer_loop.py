@@ -230,7 +230,9 @@ def test_resume_after_a_reference_reset_matches_a_straight_run(tmp_path, tiny_mo
     first = config_from_dict(make_cfg(tmp_path / "b", tiny_model_dir, arithmetic_jsonl, algorithm=algo,
                                       trainer={"steps": 3, "micro_batch_size": 16}))
     train(first)
-    assert (Path(first.output_dir) / "checkpoints" / "step_000003" / "reference.safetensors").is_file()
+    saved = Path(first.output_dir) / "checkpoints" / "step_000003"
+    assert (saved / "reference" / "model.safetensors").is_file()
+    assert [f.name for f in saved.glob("*.safetensors")] == ["model.safetensors"]  # what vLLM would load
     resumed = config_from_dict(make_cfg(tmp_path / "b", tiny_model_dir, arithmetic_jsonl, algorithm=algo,
                                         trainer={"steps": 4, "micro_batch_size": 16}))
     train(resumed)
