@@ -264,3 +264,16 @@ def test_a_fresh_run_refuses_to_mix_with_later_checkpoints(tmp_path, tiny_model_
                                       trainer={"steps": 2, "micro_batch_size": 16}, checkpoint={"resume": "never"}))
     with pytest.raises(FileExistsError, match="past step 0"):
         train(again)
+
+
+@pytest.mark.parametrize("name", ["reference/model.safetensors", "reference.safetensors"])  # now / before
+def test_a_saved_reference_loads_from_either_checkpoint_layout(tmp_path, name):
+    from safetensors.torch import save_model
+
+    from rlvr.trainer.state import load_reference
+
+    saved, fresh = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    save_model(saved, str(tmp_path / name))
+    load_reference(fresh, tmp_path)
+    assert torch.equal(fresh.weight, saved.weight) and torch.equal(fresh.bias, saved.bias)
