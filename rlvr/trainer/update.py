@@ -1,5 +1,7 @@
 """One policy update on a rollout batch: old/reference log-probs, advantages, then epochs x mini-batches of
-optimizer steps, each accumulated over micro-batches.
+optimizer steps, each accumulated over micro-batches. With PPO's critic (rlvr/trainer/critic.py) the old values
+and GAE returns are filled first, and the critic trains on the same mini-batches (a shared head in the policy's
+own backward).
 
 Gradient accumulation is exact: every micro-batch loss is normalised by the counts of its whole mini-batch
 (``num_seqs`` / ``num_tokens``), so the summed micro losses equal the mini-batch loss. That is also why the
@@ -160,7 +162,7 @@ def _logprobs_of(model, batch: RolloutBatch, rows_list, device, temperature, chu
             continue
         rows, pack = item if isinstance(item, tuple) else (item, None)
         lp, ent, width, _ = _forward(model, batch, rows, pack, device, forward, temperature=temperature,
-                                  chunk_size=chunk, with_entropy=with_entropy)
+                                     chunk_size=chunk, with_entropy=with_entropy)
         logp[rows, :width] = lp.float().cpu()
         if with_entropy:
             entropy[rows, :width] = ent.float().cpu()
