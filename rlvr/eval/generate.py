@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.eval.results import _append, _write_atomic, read_problems, settings_hash
-from rlvr.eval.runner import _score, problem_key, verdict
+from rlvr.eval.runner import _progress, _score, problem_key, verdict
 from rlvr.eval.select import Rule, accuracy_at_k, budgets, pick
 from rlvr.rollout import derive_seed
 from rlvr.types import Example
@@ -68,7 +68,7 @@ def generate_rows(
     todo = [i for i, key in enumerate(keys) if key not in done]
     per_chunk = max(1, batch_size // n) if batch_size else PROBLEMS_PER_CHUNK
     rows = {key: done[key] for key in keys if key in done}
-    bar = _progress(progress, len(examples), len(examples) - len(todo))
+    bar = _progress(progress, len(examples), len(examples) - len(todo), "generate")
     try:
         for start in range(0, len(todo), per_chunk):
             chunk = [examples[i] for i in todo[start : start + per_chunk]]
@@ -164,14 +164,3 @@ def selection_curves(rows: Sequence[dict[str, Any]], rules: Sequence[Rule]) -> d
 def write_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """Rewrite ``path`` with ``rows`` (data order), atomically."""
     _write_atomic(Path(path), "".join(json.dumps(row) + "\n" for row in rows))
-
-
-def _progress(enabled: bool, total: int, completed: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    task = bar.add_task("generate", total=total, completed=completed)
-    bar.start()
-    return bar, task

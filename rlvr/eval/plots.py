@@ -32,6 +32,17 @@ def _log2_axis(ax, ks: Sequence[int]) -> None:
     ax.set_xticklabels([str(k) for k in ks])
 
 
+def _accuracy_axes(ax, ks: Sequence[int], xlabel: str, ylabel: str, title: str) -> None:
+    """An accuracy-against-k panel: log2 k axis, accuracy in [0, 1], grid, title and legend."""
+    _log2_axis(ax, ks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="best")
+
+
 def plot_pass_at_k(summary: dict[str, float], ks: Sequence[int], out_png: str | Path, title: str = "") -> Path:
     """pass@k (and maj@k, CoT-pass@k when present) against k on a log2 axis; greedy pass@1 as a line."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -41,13 +52,7 @@ def plot_pass_at_k(summary: dict[str, float], ks: Sequence[int], out_png: str | 
             ax.plot(xs, ys, style, label=prefix.rstrip("@") + "@k")
     if "greedy_pass@1" in summary:
         ax.axhline(summary["greedy_pass@1"], color="gray", lw=1, ls="-.", label="greedy pass@1")
-    _log2_axis(ax, ks)
-    ax.set_xlabel("k (samples)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.set_title(title or "pass@k")
-    ax.legend(loc="best")
+    _accuracy_axes(ax, ks, "k (samples)", "accuracy", title or "pass@k")
     return _save(fig, out_png)
 
 
@@ -63,13 +68,7 @@ def plot_selection(curves: dict[str, dict[int, float]], out_png: str | Path, tit
         ax.plot(xs, [curve[k] for k in xs], styles[i % len(styles)], label=name)
     for i, (label, value) in enumerate((lines or {}).items()):
         ax.axhline(value, color=f"C{len(curves) + i}", lw=1, ls=":", label=label)
-    _log2_axis(ax, ks)
-    ax.set_xlabel("n (samples to choose from)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.set_title(title or "selection accuracy against n")
-    ax.legend(loc="best")
+    _accuracy_axes(ax, ks, "n (samples to choose from)", "accuracy", title or "selection accuracy against n")
     return _save(fig, out_png)
 
 
@@ -91,13 +90,7 @@ def plot_compare(
         ax.plot(xs, ys, style, label=f"{label} pass@k")
     if crossover is not None:
         ax.axvline(crossover, color="red", ls="--", lw=1, label=f"crossover k={crossover:.3g}")
-    _log2_axis(ax, ks)
-    ax.set_xlabel("k (samples)")
-    ax.set_ylabel("pass@k")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best")
-    ax.set_title("pass@k")
+    _accuracy_axes(ax, ks, "k (samples)", "pass@k", "pass@k")
     if support:
         bx = axes[0][1]
         names = list(support)

@@ -293,12 +293,13 @@ def _score(scorer: Any, examples: list[Example], completions: list[Completion]) 
     return scorer.score(examples, texts)
 
 
-def _progress(enabled: bool, total: int, completed: int):
+def _progress(enabled: bool, total: int, completed: int, label: str = "eval"):
+    """A started rich progress bar over ``total`` problems (``completed`` done already) and its task, or None."""
     if not enabled:
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    task = bar.add_task("eval", total=total, completed=completed)
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    task = bar.add_task(label, total=total, completed=completed)
     bar.start()
     return bar, task
