@@ -36,7 +36,7 @@ from rlvr.config import ConfigError, RunConfig
 from rlvr.trainer import state as ckpt
 from rlvr.trainer.batch import RolloutBatch
 from rlvr.trainer.optim import make_optimizer
-from rlvr.trainer.policy import disable_dropout, model_path
+from rlvr.trainer.policy import _call, disable_dropout, model_path
 
 log = logging.getLogger("rlvr")
 
@@ -81,7 +81,7 @@ def load_critic_model(cfg: RunConfig, device: torch.device, dtype: torch.dtype, 
 def critic_values(model, batch: RolloutBatch, rows, pack, device, forward=None) -> tuple[torch.Tensor, int]:
     """A separate critic's V(s_t) for one micro-batch: (len(rows), width) float32 (with grad when enabled), and
     width. ``pack``: a `rlvr.trainer.batch.Packed` micro-batch, or None for padded rows (batch.model_inputs)."""
-    run = forward or (lambda module, **kw: module(**kw))
+    run = forward or _call
     if pack is None:
         ids, mask, width = batch.model_inputs(rows, device)
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -114,7 +114,6 @@ class Learner:
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         if self.critic is not None:
             metrics["critic/lr"] = self.critic.scheduler.get_last_lr()[0]
-            metrics["critic/value_mean"] = metrics.pop("adv/values_mean")
         return metrics, finite
 
     def weights_snapshot(self) -> dict[str, torch.Tensor]:

@@ -122,15 +122,15 @@ def save_checkpoint(
     else:
         model.save_pretrained(tmp, safe_serialization=True, state_dict=model_state)
     tokenizer.save_pretrained(tmp)
+    if reference_state is not None or reference is not None:
+        (tmp / REFERENCE_FILE).parent.mkdir()
     if reference_state is not None:
         from safetensors.torch import save_file
 
-        (tmp / REFERENCE_FILE).parent.mkdir()
         save_file({k: v.contiguous() for k, v in reference_state.items()}, str(tmp / REFERENCE_FILE))
     elif reference is not None:
         from safetensors.torch import save_model
 
-        (tmp / REFERENCE_FILE).parent.mkdir()
         save_model(reference, str(tmp / REFERENCE_FILE))  # handles tied (shared) weights
     if extra is not None:
         extra(tmp)

@@ -272,6 +272,7 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     batch.returns = metrics.pop("returns", None)  # the critic's targets (gae)
     if critic is not None:
         metrics["critic/explained_var"] = explained_variance(batch.old_values, batch.returns, batch.response_mask)
+        metrics["critic/value_mean"] = metrics.pop("values_mean")
     pg_mask = loss_mask
     if forking:
         pg_mask = forking_token_mask(old_entropy, loss_mask, algo.entropy_top_frac)
