@@ -11,6 +11,7 @@ preset and whose other keys override the preset field by field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -71,8 +72,31 @@ class ModelConfig:
 
 
 @dataclass
+class SourceConfig:
+    """One entry of ``data.sources`` (a weighted mixture); empty / 0 fields take the data section's value."""
+
+    source: str = ""  # as data.source: a file, a datasets folder, reasoning_gym:<name>
+    weight: float = 1.0  # share of each prompt batch (weights are normalised over the sources)
+    name: str = ""  # the name in metrics (reward/source/<name>/mean); default: the file stem or the task name
+    verifier: str = ""  # verifier of rows without their own; "" = data.verifier
+    question_field: str = ""
+    answer_field: str = ""
+    split: str = ""
+    size: int = 0  # reasoning_gym items; 0 = data.size
+    kwargs: dict[str, Any] | None = None  # reasoning_gym kwargs; None = data.kwargs
+    template: str = ""  # prompt template of this source's rows; "" = prompt.template
+
+
+@dataclass
 class DataConfig:
     source: str = ""  # file (.jsonl/.parquet/.csv), HF datasets folder, or reasoning_gym:<name>
+    sources: list[SourceConfig] = field(default_factory=list)  # a weighted mixture instead of one source
+    sampling: str = "uniform"  # uniform (seeded epochs) | weakness (in proportion to a smoothed failure rate)
+    weakness_floor: float = 0.1  # weakness: every prompt keeps at least this weight (a solved one is never starved)
+    weakness_smoothing: float = 0.5  # weakness: the new visit's weight in the failure-rate EMA
+    weakness_prior: float = 1.0  # weakness: the failure rate of a prompt not seen yet (1 = visit unseen first)
+    skip_solved: int = 0  # drop prompts solved by every completion in their last N visits; 0 = off
+    min_active: float = 0.1  # skip_solved: the share of prompts always kept in play (at least one batch)
     split: str = "train"  # split name inside a DatasetDict folder
     question_field: str = "question"
     answer_field: str = "answer"
@@ -304,6 +328,7 @@ class RunConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     async_: AsyncConfig = field(default_factory=AsyncConfig)  # YAML / CLI key: async (a Python keyword)
     critic: CriticConfig = field(default_factory=CriticConfig)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # cascaded stages: [{name, <section>: {...}}, ...]
 
 
 # YAML keys that are Python keywords, and the dataclass fields that hold them
@@ -457,6 +482,8 @@ def config_from_dict(tree: dict[str, Any], overrides: list[str] | None = None) -
     cfg = _build(RunConfig, tree)
     validate(cfg)
     default_answer_format(cfg)
+    if cfg.stages:
+        stage_configs(cfg)  # every stage checked now, not when it starts
     return cfg
 
 
@@ -577,6 +604,7 @@ def validate(cfg: RunConfig) -> None:
     _choice("rollout.engine", r.engine, ["hf", "vllm"])
     _validate_async(cfg)
     _validate_critic(cfg)
+    _validate_data(cfg)
     d = cfg.distributed
     _choice("distributed.backend", d.backend, ["none", "ray"])
     for key in ("trainer_workers", "rollout_workers", "reward_workers"):
@@ -757,6 +785,104 @@ def _validate_async(cfg: RunConfig) -> None:
     if s.partial_rollout and cfg.distributed.backend == "ray":
         raise ConfigError("async.partial_rollout runs with the rollout process of one machine, not yet with Ray "
                           "rollout workers (docs/async.md, limits)")
+
+
+def _validate_data(cfg: RunConfig) -> None:
+    d = cfg.data
+    _choice("data.sampling", d.sampling, ["uniform", "weakness"])
+    if d.sources and d.source:
+        raise ConfigError("data.source and data.sources exclude each other: one source, or a weighted mixture "
+                          "(move the source into data.sources with a weight)")
+    names = []
+    for i, s in enumerate(d.sources):
+        if not s.source:
+            raise ConfigError(f"data.sources[{i}].source is empty: give a file, a datasets folder or "
+                              "reasoning_gym:<name>")
+        if not (s.weight > 0 and math.isfinite(s.weight)):
+            raise ConfigError(f"data.sources[{i}].weight must be a finite number > 0, got {s.weight}")
+        if s.size < 0:
+            raise ConfigError(f"data.sources[{i}].size must be >= 0 (0 = data.size), got {s.size}")
+        if s.verifier:
+            from rlvr.rewards import VERIFIERS
+
+            _registered(f"data.sources[{i}].verifier", s.verifier, VERIFIERS)
+        names.append(source_name(s))
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"data.sources: the name {repeated[0]!r} is used twice; give the sources distinct "
+                          "`name`s (they key the per-source metrics and the sampler state)")
+    if not 0 <= d.weakness_floor <= 1 or not 0 < d.weakness_smoothing <= 1 or not 0 <= d.weakness_prior <= 1:
+        raise ConfigError(f"data.weakness_floor and data.weakness_prior must be in [0, 1] and weakness_smoothing in "
+                          f"(0, 1], got {d.weakness_floor}, {d.weakness_prior}, {d.weakness_smoothing}")
+    if d.sampling == "weakness" and d.weakness_floor == 0:
+        raise ConfigError("data.weakness_floor = 0 would never sample a prompt once every completion solves it "
+                          "(starved); use a floor > 0 (default 0.1)")
+    if d.skip_solved < 0:
+        raise ConfigError(f"data.skip_solved must be >= 0 (visits; 0 = off), got {d.skip_solved}")
+    if not 0 < d.min_active <= 1:
+        raise ConfigError(f"data.min_active must be in (0, 1] (the share of prompts kept in play), got "
+                          f"{d.min_active}")
+
+
+def source_name(s: SourceConfig) -> str:
+    """The name of a data.sources entry: its ``name``, else the reasoning_gym task or the file / folder stem."""
+    if s.name:
+        return s.name
+    location = s.source.split(":", 1)[1] if ":" in s.source else s.source
+    return Path(location.rstrip("/")).stem or location
+
+
+# ----------------------------------------------------------------------------------------------------------
+# cascaded stages
+
+STAGE_SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("output_dir", "stages"))
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base``: mappings merge key by key, anything else (lists too) is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def stage_configs(cfg: RunConfig) -> list[tuple[str, RunConfig]]:
+    """(name, config) of each of ``cfg.stages``: the stage's sections applied on the base config (everything but
+    ``stages``). Mappings merge key by key; lists are replaced. A stage whose ``algorithm`` names another preset
+    starts from that preset (with the stage's own keys); otherwise its algorithm keys change the base's.
+    ``trainer.steps`` of a stage counts that stage's steps. ConfigError names the stage on any problem."""
+    base = {k: v for k, v in to_dict(cfg).items() if k != "stages"}
+    out, seen = [], set()
+    for i, raw in enumerate(cfg.stages):
+        where = f"stages[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping with a name and config sections, got {raw!r}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise ConfigError(f"{where}.name: a non-empty name of letters, digits, '-', '_' or '.' is required "
+                              f"(it names the stage's folder), got {name!r}")
+        if name in seen:
+            raise ConfigError(f"{where}.name: {name!r} is used by an earlier stage")
+        seen.add(name)
+        over = {k: v for k, v in raw.items() if k != "name"}
+        for key in over:
+            if key not in STAGE_SECTIONS and KEY_ALIASES.get(key) not in STAGE_SECTIONS:
+                hint = closest(str(key), list(STAGE_SECTIONS))
+                raise ConfigError(f"{where} ({name}): {key!r} is not a section a stage can set"
+                                  + (f"; did you mean {hint!r}?" if hint else "") + " (output_dir and stages "
+                                  "belong to the whole run)")
+        algo = over.get("algorithm")
+        if isinstance(algo, str):
+            algo = over["algorithm"] = {"name": algo}
+        tree = dict(base)
+        if isinstance(algo, dict) and algo.get("name", base["algorithm"]["name"]) != base["algorithm"]["name"]:
+            tree["algorithm"] = {}  # another preset: start from it, not from the base's values
+        try:
+            stage = config_from_dict(_merge(tree, over))
+        except ConfigError as err:
+            raise ConfigError(f"{where} ({name}): {err}") from None
+        out.append((name, stage))
+    return out
 
 
 def _validate_critic(cfg: RunConfig) -> None:

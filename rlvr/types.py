@@ -22,6 +22,7 @@ class Example:
     source:    where it came from ("data/train.jsonl", "reasoning_gym:basic_arithmetic").
     index:     position of the row in its source (0-based), stable across runs.
     prompt:    the rendered prompt text fed to the model (filled in by rlvr.data.render_prompt).
+    origin:    the name of the data.sources entry it came from (a mixture); "" with a single data.source.
     """
 
     question: str
@@ -31,6 +32,7 @@ class Example:
     source: str = ""
     index: int = 0
     prompt: str = ""
+    origin: str = ""
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The `rlvr` command: train | config show | list | verify | eval | compare | generate | demo."""
+"""The `rlvr` command: train | config show | list | verify | eval | compare | generate | data | demo."""
 
 from __future__ import annotations
 
@@ -91,6 +91,7 @@ def list_registries() -> None:
 
 def _register_commands() -> None:
     """The commands that live in their own modules (each a plain typer function)."""
+    from rlvr.cli.data import data_app
     from rlvr.cli.demo import demo_command
     from rlvr.cli.eval import compare_command, eval_command
     from rlvr.cli.generate import generate_command
@@ -102,6 +103,7 @@ def _register_commands() -> None:
     # extra args: the key=value pairs after --rast (`--rast base_small=A rl_small=B alpha=1.0`)
     app.command("generate", context_settings={"allow_extra_args": True})(generate_command)
     app.command("demo")(demo_command)
+    app.add_typer(data_app, name="data")
 
 
 _register_commands()

@@ -142,36 +142,11 @@ def eval_command(
     out = Path(output_dir or (os.path.join(cfg.output_dir, "eval") if from_config else "runs/eval"))
 
     examples, data_cfg, split = _load_problems(cfg, data, limit)
-    import torch
-
-    from rlvr.data import check_template, render_prompt
-    from rlvr.trainer.policy import load_policy, load_tokenizer, resolve_device, resolve_dtype
-
-    torch_device = resolve_device(cfg.model.device)
-    model_cfg = dataclasses.replace(cfg.model, lora=dataclasses.replace(cfg.model.lora, enabled=False),
-                                    gradient_checkpointing=False)
-    try:
-        tokenizer = load_tokenizer(model_cfg)  # checks the model folder first: a damaged file is named in one line
-    except (ConfigError, FileNotFoundError) as err:
-        _fail(str(err))
-    try:
-        check_template(cfg.prompt, examples, tokenizer)
-    except ValueError as err:
-        _fail(f"prompt: {err}")
-    for ex in examples:
-        ex.prompt = render_prompt(ex, cfg.prompt, tokenizer)
-    console.print(f"loading {cfg.model.path} on {torch_device}")
-    policy = load_policy(model_cfg, torch_device, resolve_dtype(cfg.model.dtype, torch_device))
-    policy.eval()
     from rlvr.eval.compare import compare_table  # noqa: F401  (import check before the long part)
     from rlvr.eval.results import run_eval
     from rlvr.rewards import RewardScorer
-    from rlvr.rollout import make_engine
 
-    # rollout.engine=vllm samples with vLLM (docs/rollout.md); it gets the loaded policy's weights, checked
-    engine = make_engine(cfg, policy, tokenizer, torch_device, resolve_dtype(cfg.model.dtype, torch_device),
-                         [ex.prompt for ex in examples], max_new_tokens=max_new_tokens)
-    engine.sync_weights(policy)
+    engine = open_engine(cfg, examples, max_new_tokens)
     names = [c.name for c in cfg.reward.components]
     judge_key = "judge" if "judge" in names[1:] else None
     settings: dict[str, Any] = {
@@ -205,6 +180,38 @@ def eval_command(
         scorer.close()
     console.print(summary_table(result.summary, title=f"{cfg.model.path} on {len(examples)} problems"))
     console.print(f"wrote {out / 'results.json'}, {out / 'problems.jsonl'}, {out / 'pass_at_k.png'}")
+
+
+def open_engine(cfg, examples, max_new_tokens: int):
+    """The model of ``cfg.model`` (LoRA off: a trained adapter folder loads as it is) in the configured rollout
+    engine, with each example's prompt rendered by ``cfg.prompt``. A bad model folder or template ends the
+    command with a one-line error. rollout.engine=vllm samples with vLLM (docs/rollout.md), given these weights."""
+    from rlvr.config import ConfigError
+    from rlvr.data import check_template, render_prompt
+    from rlvr.rollout import make_engine
+    from rlvr.trainer.policy import load_policy, load_tokenizer, resolve_device, resolve_dtype
+
+    device = resolve_device(cfg.model.device)
+    dtype = resolve_dtype(cfg.model.dtype, device)
+    model_cfg = dataclasses.replace(cfg.model, lora=dataclasses.replace(cfg.model.lora, enabled=False),
+                                    gradient_checkpointing=False)
+    try:
+        tokenizer = load_tokenizer(model_cfg)  # checks the model folder first: a damaged file is named in one line
+    except (ConfigError, FileNotFoundError) as err:
+        _fail(str(err))
+    try:
+        check_template(cfg.prompt, examples, tokenizer)
+    except ValueError as err:
+        _fail(f"prompt: {err}")
+    for ex in examples:
+        ex.prompt = render_prompt(ex, cfg.prompt, tokenizer)
+    console.print(f"loading {cfg.model.path} on {device}")
+    policy = load_policy(model_cfg, device, dtype)
+    policy.eval()
+    engine = make_engine(cfg, policy, tokenizer, device, dtype, [ex.prompt for ex in examples],
+                         max_new_tokens=max_new_tokens)
+    engine.sync_weights(policy)
+    return engine
 
 
 def _load_problems(cfg, data: str | None, limit: int | None):

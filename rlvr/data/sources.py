@@ -20,6 +20,7 @@ The source kind is picked from ``cfg.source``:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -333,6 +334,8 @@ def load_examples(cfg: DataConfig, *, eval: bool = False, answer_required: bool 
     Eval items of a reasoning_gym generator that is also the train source are dropped when their question
     appears in the train set (same name; train and eval seeds should differ, the defaults do).
     """
+    if cfg.sources and not eval:
+        return load_mixture(cfg, answer_required=answer_required)
     source = cfg.eval_source if eval else cfg.source
     if eval and not source:
         raise DataError("data.eval_source is empty: set it to evaluate on held-out data")
@@ -382,11 +385,46 @@ def load_examples(cfg: DataConfig, *, eval: bool = False, answer_required: bool 
     return report
 
 
+def source_data_config(cfg: DataConfig, entry) -> DataConfig:
+    """The data section as one data.sources entry sees it: its own source, verifier, fields, split and size."""
+    changes = {"source": entry.source, "sources": [], "eval_source": ""}
+    for key in ("verifier", "question_field", "answer_field", "split", "size"):
+        if getattr(entry, key):
+            changes[key] = getattr(entry, key)
+    if entry.kwargs is not None:
+        changes["kwargs"] = entry.kwargs
+    return dataclasses.replace(cfg, **changes)
+
+
+def load_mixture(cfg: DataConfig, answer_required: bool = True) -> DataReport:
+    """Every data.sources entry read as its own source; each example's ``origin`` is the entry's name. One report:
+    the bad rows are prefixed with their source's name, and each source's count is a note."""
+    from rlvr.config import source_name
+
+    examples, bad_rows, total, notes = [], [], 0, []
+    for entry in cfg.sources:
+        name = source_name(entry)
+        try:
+            report = load_examples(source_data_config(cfg, entry), answer_required=answer_required)
+        except DataError as err:
+            raise DataError(f"data.sources ({name}): {err}") from None
+        for ex in report.examples:
+            ex.origin = name
+        examples.extend(report.examples)
+        bad_rows.extend(BadRow(b.line, f"{name}: {b.reason}") for b in report.bad_rows)
+        total += report.total
+        notes.append(f"{name}: {len(report.examples)} examples (weight {entry.weight:g})")
+        notes.extend(f"{name}: {note}" for note in report.notes)
+    return DataReport(examples, bad_rows, total, " + ".join(source_name(e) for e in cfg.sources), notes)
+
+
 def _drop_train_overlap(report: DataReport, cfg: DataConfig, name: str) -> None:
     """Remove eval items whose question is also generated for training by the same reasoning_gym task."""
-    if cfg.source != RG_PREFIX + name:
+    train_cfgs = [cfg] if cfg.source == RG_PREFIX + name else \
+        [source_data_config(cfg, e) for e in cfg.sources if e.source == RG_PREFIX + name]
+    if not train_cfgs:
         return
-    train_questions = {row[cfg.question_field] for _, row in read_reasoning_gym(name, cfg, eval=False)}
+    train_questions = {row[c.question_field] for c in train_cfgs for _, row in read_reasoning_gym(name, c, eval=False)}
     kept = [ex for ex in report.examples if ex.question not in train_questions]
     dropped = len(report.examples) - len(kept)
     if dropped:

@@ -17,6 +17,7 @@ rlvr/distributed/). This loop is the same for both.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -33,9 +34,10 @@ from transformers.utils import logging as transformers_logging
 
 from rlvr.algorithms.filters import all_equal_groups, zero_variance_groups
 from rlvr.algorithms.kl import adaptive_kl_coef
-from rlvr.config import RunConfig, to_dict
-from rlvr.data import PromptSampler, check_template, load_examples, render_prompt
+from rlvr.config import RunConfig, source_name, to_dict, to_yaml
+from rlvr.data import check_template, load_examples, render_prompt
 from rlvr.data.checks import drop_long_prompts
+from rlvr.data.sampler import make_sampler
 from rlvr.logging import MetricsLogger
 from rlvr.rewards import RewardScorer
 from rlvr.rollout import make_engine
@@ -104,10 +106,21 @@ def load_data(cfg: RunConfig) -> tuple[list, list]:
 
 
 def render_prompts(cfg: RunConfig, tokenizer, *example_lists) -> None:
-    check_template(cfg.prompt, example_lists[0][:1], tokenizer)
+    """Each example's prompt, under its data.sources entry's own template where it has one."""
+    prompts = {source_name(s): dataclasses.replace(cfg.prompt, template=s.template)
+               for s in cfg.data.sources if s.template}
+    for origin, prompt in prompts.items():
+        check_template(prompt, [ex for ex in example_lists[0] if ex.origin == origin][:1], tokenizer)
+    check_template(cfg.prompt, [ex for ex in example_lists[0] if ex.origin not in prompts][:1], tokenizer)
     for examples in example_lists:
         for ex in examples:
-            ex.prompt = render_prompt(ex, cfg.prompt, tokenizer)
+            ex.prompt = render_prompt(ex, prompts.get(ex.origin, cfg.prompt), tokenizer)
+
+
+def correct_flags(cfg: RunConfig, results) -> list[bool]:
+    """Whether each completion counts as correct: its first reward component (the verifier) >= correct_threshold."""
+    first = [next(iter(x.components.values())) if x.components else x.score for x in results]
+    return [s >= cfg.reward.correct_threshold for s in first]
 
 
 def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
@@ -141,6 +154,8 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
             workers[key] = workers.get(key, 0.0) + value  # seconds and restarts add up over sampling batches
         batches += 1
         all_rewards.extend(x.score for x in results)
+        correct = np.array(correct_flags(cfg, results), dtype=np.float64).reshape(len(examples), r.n)
+        sampler.observe(examples, correct.mean(axis=1).tolist())  # curricula (weakness, skip_solved) learn here
         rewards = torch.tensor([x.score for x in results]).view(len(examples), r.n)
         keep = zero_variance_groups(rewards) if a.dynamic_sampling else torch.ones(len(examples), dtype=torch.bool)
         for p in range(len(examples)):
@@ -155,18 +170,18 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
                "sampling/batches": float(batches), "sampling/groups_dropped": float(dropped),
                "sampling/groups_kept": float(len(kept_ex)),
                "sampling/reward_mean_all": float(np.mean(all_rewards)),  # before filtering: unbiased
-               **workers}
+               **workers, **sampler.metrics()}
     return kept_ex, kept_comp, kept_res, metrics
 
 
-def reward_metrics(cfg: RunConfig, batch, groups, results) -> dict[str, float]:
+def reward_metrics(cfg: RunConfig, batch, examples, results) -> dict[str, float]:
     rewards = batch.rewards.view(-1, cfg.rollout.n)
     lengths = batch.response_mask.sum(-1).float()
-    first = [next(iter(x.components.values())) if x.components else x.score for x in results]
+    correct = correct_flags(cfg, results)
     metrics = {
         "reward/mean": float(rewards.mean()),
         "reward/std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
-        "accuracy": float(np.mean([s >= cfg.reward.correct_threshold for s in first])),
+        "accuracy": float(np.mean(correct)),
         "frac_reward_zero_std": float(all_equal_groups(rewards).float().mean()),  # the dynamic-sampling test
         "completions/mean_length": float(lengths.mean()),
         "completions/max_length": float(lengths.max()),
@@ -178,20 +193,32 @@ def reward_metrics(cfg: RunConfig, batch, groups, results) -> dict[str, float]:
     names = {name for x in results for name in x.components}
     for name in sorted(names):
         metrics[f"reward/{name}/mean"] = float(np.mean([x.components.get(name, 0.0) for x in results]))
+    origins = np.repeat([ex.origin for ex in examples or []], cfg.rollout.n)
+    for origin in sorted(set(origins.tolist()) - {""}):  # a data.sources mixture: each source's part of the batch
+        rows = origins == origin
+        metrics[f"reward/source/{origin}/mean"] = float(rewards.flatten()[torch.from_numpy(rows)].mean())
+        metrics[f"accuracy/source/{origin}"] = float(np.mean(np.asarray(correct)[rows]))
+        metrics[f"data/source/{origin}/share"] = float(rows.mean())
     return metrics
 
 
-def completion_rows(step, examples, groups, results) -> list[dict[str, Any]]:
+def completion_rows(cfg, step, examples, groups, results) -> list[dict[str, Any]]:
     flat = [(ex, c) for ex, g in zip(examples, groups) for c in g]
     return [{"step": step, "index": ex.index, "prompt": ex.prompt, "completion": c.text, "answer": ex.answer,
-             "reward": x.score, "components": x.components, "reason": x.reason, "extracted": x.extracted,
+             "reward": x.score, "correct": ok, "components": x.components, "reason": x.reason,
+             "extracted": x.extracted,
              "finish_reason": c.finish_reason, "tokens": len(c.token_ids), "version": c.version,
-             **({"segments": c.segments} if c.segments else {})} for (ex, c), x in zip(flat, results)]
+             **({"segments": c.segments} if c.segments else {}), **({"source": ex.origin} if ex.origin else {})}
+            for (ex, c), x, ok in zip(flat, results, correct_flags(cfg, results))]
 
 
 @guard.guarded  # model folder and output folders checked first; the output lock released on exit
 def train(cfg: RunConfig) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the last step's metrics."""
+    if cfg.stages:  # cascaded stages: each one a run of this function in a folder of its own
+        from rlvr.trainer.stages import train_stages
+
+        return train_stages(cfg)
     out = Path(cfg.output_dir)  # created once the data and tokenizer checks have passed (nothing written before)
     t, a = cfg.trainer, cfg.algorithm
     transformers_logging.disable_progress_bar()
@@ -203,7 +230,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     render_prompts(cfg, tokenizer, examples, held_out)
     examples, held_out = drop_long_prompts(cfg, tokenizer, examples, held_out)  # skipped before the model loads
     guard.claim_output(out)  # mkdir, lock output_dir (one run at a time), remove stale *.tmp checkpoints
-    sampler = PromptSampler(examples, cfg.rollout.prompts_per_step, seed=t.seed, shuffle=cfg.data.shuffle)
+    (out / "config.yaml").write_text(to_yaml(cfg))  # the resolved config, for `rlvr data select` and readers
+    sampler = make_sampler(cfg.data, examples, cfg.rollout.prompts_per_step, t.seed)  # uniform | weakness | mixture
     counters = {"step": 0, "kl_coef": a.kl_coef, "bad_streak": 0, "best_reward": -math.inf, "since_best": 0,
                 "reference_reset": False}
     resume_from = ckpt.find_resume(out, cfg.checkpoint.resume)
@@ -281,7 +309,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
             sampled = metrics.pop("_rows")  # not a metric: what completions.jsonl is made of
             logger.log(step, metrics)
             if cfg.logging.log_completions:
-                logger.log_completions(step, completion_rows(step, *sampled))
+                logger.log_completions(step, completion_rows(cfg, step, *sampled))
             progress.advance(step, metrics)
             if counters["bad_streak"] >= t.max_bad_steps:
                 raise TrainingDiverged(
@@ -320,7 +348,7 @@ def train_step(cfg: RunConfig, step: int, sampler, learner, engine, scorer, pipe
     metrics["time/update_s"] = time.perf_counter() - t0
     # the next rollout samples from the new weights (async: the producer loads them, checked, when it is due)
     metrics.update(pipeline.push(step, learner) if pipeline is not None else engine.sync_weights(learner.policy))
-    metrics.update(reward_metrics(cfg, batch, groups, results))
+    metrics.update(reward_metrics(cfg, batch, batch_examples, results))
     metrics.update(update_metrics)
     counters["step"] = step
     counters["bad_streak"] = 0 if finite else counters["bad_streak"] + 1
