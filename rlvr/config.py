@@ -881,6 +881,9 @@ def stage_configs(cfg: RunConfig) -> list[tuple[str, RunConfig]]:
             stage = config_from_dict(_merge(tree, over))
         except ConfigError as err:
             raise ConfigError(f"{where} ({name}): {err}") from None
+        if stage.checkpoint.resume not in ("auto", "never"):
+            raise ConfigError(f"{where} ({name}): checkpoint.resume must be auto or never with stages (each stage "
+                              f"resumes from its own folder), got {stage.checkpoint.resume!r}")
         out.append((name, stage))
     return out
 

@@ -230,6 +230,7 @@ def test_stage_configs_apply_each_stage_on_the_base():
     ([{"name": "a", "output_dir": "x"}], "not a section"),
     ([{"name": "a", "trainer": {"stepz": 1}}], r"stages\[0\] \(a\): unknown key 'trainer.stepz'"),
     ([{"name": "a", "rollout": {"n": 0}}], r"stages\[0\] \(a\): rollout.n must be > 0"),
+    ([{"name": "a", "checkpoint": {"resume": "runs/x/checkpoints/step_000010"}}], "auto or never"),
 ])
 def test_bad_stages_are_config_errors_at_load_time(stages, message):
     with pytest.raises(ConfigError, match=message):
