@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rlvr.cli.eval import _fail, _load_problems, model_fingerprint, open_engine
+from rlvr.cli.eval import _fail, _load_problems, apply_flags, model_fingerprint, open_engine
 
 console = Console()
 data_app = typer.Typer(no_args_is_help=True, help="Data recipes: difficulty filter, 1-shot selection, statistics.")
@@ -72,14 +72,7 @@ def filter_command(
     if n < 1:
         _fail(f"--n must be >= 1, got {n}")
     cfg = _config(config, overrides)
-    for value, apply in ((model, lambda v: setattr(cfg.model, "path", v)),
-                         (verifier, lambda v: setattr(cfg.data, "verifier", v))):
-        if value:
-            apply(value)
-    if template is not None:
-        cfg.prompt.template = template
-    if not cfg.model.path:
-        _fail("no model: pass --model PATH (or model.path in --config)")
+    apply_flags(cfg, model=model, verifier=verifier, template=template)
     if data is None and not cfg.data.source:
         _fail("no problems: pass --data SOURCE (or data.source in --config)")
     cfg.data.eval_source = ""  # filter the training source, not the held-out one

@@ -104,18 +104,7 @@ def eval_command(
         cfg = load_config(config, list(overrides or []))
     except ConfigError as err:
         _fail(f"config: {err}")
-    if model:
-        cfg.model.path = model
-    if not cfg.model.path:
-        _fail("no model: pass --model PATH (or model.path in --config)")
-    if device:
-        cfg.model.device = device
-    if dtype:
-        cfg.model.dtype = dtype
-    if verifier:
-        cfg.data.verifier = verifier
-    if template is not None:
-        cfg.prompt.template = template
+    apply_flags(cfg, model=model, device=device, dtype=dtype, verifier=verifier, template=template)
     from_config = config is not None
     n = n if n is not None else (cfg.eval.n if from_config else 16)
     try:
@@ -180,6 +169,19 @@ def eval_command(
         scorer.close()
     console.print(summary_table(result.summary, title=f"{cfg.model.path} on {len(examples)} problems"))
     console.print(f"wrote {out / 'results.json'}, {out / 'problems.jsonl'}, {out / 'pass_at_k.png'}")
+
+
+def apply_flags(cfg, *, model=None, device=None, dtype=None, verifier=None, engine=None, template=None) -> None:
+    """The command's flags over the config's values (a flag left out keeps the config's); ends the command when
+    no model is set either way."""
+    for value, section, key in ((model, cfg.model, "path"), (device, cfg.model, "device"), (dtype, cfg.model, "dtype"),
+                                (verifier, cfg.data, "verifier"), (engine, cfg.rollout, "engine")):
+        if value:
+            setattr(section, key, value)
+    if template is not None:
+        cfg.prompt.template = template
+    if not cfg.model.path:
+        _fail("no model: pass --model PATH (or model.path in --config)")
 
 
 def open_engine(cfg, examples, max_new_tokens: int):

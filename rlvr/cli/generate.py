@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rlvr.cli.eval import _fail, model_fingerprint
+from rlvr.cli.eval import _fail, apply_flags, model_fingerprint
 
 console = Console()
 RAST_KEYS = ("base_small", "rl_small", "alpha")
@@ -145,17 +145,7 @@ def generate_command(
         rules = parse_rules(list(select or []), score)
     except (ConfigError, ValueError) as err:
         _fail(str(err))
-    for value, apply in ((model, lambda v: setattr(cfg.model, "path", v)),
-                         (device, lambda v: setattr(cfg.model, "device", v)),
-                         (dtype, lambda v: setattr(cfg.model, "dtype", v)),
-                         (verifier, lambda v: setattr(cfg.data, "verifier", v)),
-                         (engine_name, lambda v: setattr(cfg.rollout, "engine", v))):
-        if value:
-            apply(value)
-    if template is not None:
-        cfg.prompt.template = template
-    if not cfg.model.path:
-        _fail("no model: pass --model PATH (or model.path in --config)")
+    apply_flags(cfg, model=model, device=device, dtype=dtype, verifier=verifier, engine=engine_name, template=template)
     if cfg.rollout.engine not in ("hf", "vllm"):
         _fail(f"--engine must be hf or vllm, got {cfg.rollout.engine!r}")
     if rast_spec and cfg.rollout.engine != "hf":
