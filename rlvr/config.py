@@ -849,7 +849,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def stage_configs(cfg: RunConfig) -> list[tuple[str, RunConfig]]:
     """(name, config) of each of ``cfg.stages``: the stage's sections applied on the base config (everything but
     ``stages``). Mappings merge key by key; lists are replaced. A stage whose ``algorithm`` names another preset
-    starts from that preset (with the stage's own keys); otherwise its algorithm keys change the base's.
+    starts from that preset (with the stage's own keys); otherwise its algorithm keys change the base's. A stage
+    that sets data.source or data.sources replaces the base's data source(s) (a mixture replaces a single source).
     ``trainer.steps`` of a stage counts that stage's steps. ConfigError names the stage on any problem."""
     base = {k: v for k, v in to_dict(cfg).items() if k != "stages"}
     out, seen = [], set()
@@ -877,6 +878,9 @@ def stage_configs(cfg: RunConfig) -> list[tuple[str, RunConfig]]:
         tree = dict(base)
         if isinstance(algo, dict) and algo.get("name", base["algorithm"]["name"]) != base["algorithm"]["name"]:
             tree["algorithm"] = {}  # another preset: start from it, not from the base's values
+        data = over.get("data")
+        if isinstance(data, dict) and ("source" in data or "sources" in data):  # one source or a mixture, not both
+            tree["data"] = {**base["data"], "source": data.get("source", ""), "sources": data.get("sources", [])}
         try:
             stage = config_from_dict(_merge(tree, over))
         except ConfigError as err:

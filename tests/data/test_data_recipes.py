@@ -214,8 +214,10 @@ def test_stage_configs_apply_each_stage_on_the_base():
         "algorithm": {"name": "grpo", "kl_coef": 0.01},
         "stages": [{"name": "math", "trainer": {"steps": 5}},
                    {"name": "code", "data": {"source": "code.jsonl"}, "algorithm": {"clip_high": 0.3}},
-                   {"name": "dapo", "algorithm": "dapo"}]})
-    (n1, s1), (n2, s2), (n3, s3) = stage_configs(cfg)
+                   {"name": "dapo", "algorithm": "dapo"},
+                   {"name": "mix", "data": {"sources": [{"source": "a.jsonl"}, {"source": "b.jsonl"}]}}]})
+    (n1, s1), (n2, s2), (n3, s3), (_, s4) = stage_configs(cfg)
+    assert s4.data.source == "" and len(s4.data.sources) == 2  # a mixture replaces the base's single source
     assert (n1, s1.trainer.steps, s1.trainer.lr, s1.data.source) == ("math", 5, 1e-5, "base.jsonl")
     assert (s2.trainer.steps, s2.data.source, s2.algorithm.clip_high, s2.algorithm.kl_coef) == \
         (50, "code.jsonl", 0.3, 0.01)  # same preset: the stage's keys change the base's
