@@ -397,11 +397,11 @@ def source_data_config(cfg: DataConfig, entry) -> DataConfig:
 
 
 def load_mixture(cfg: DataConfig, answer_required: bool = True) -> DataReport:
-    """Every data.sources entry read as its own source; each example's ``origin`` is the entry's name. One report:
-    the bad rows are prefixed with their source's name, and each source's count is a note."""
+    """Every data.sources entry read as its own source; each example's ``origin`` is the entry's name. One report
+    (its source: "name (examples, weight w) + ..."); bad rows and notes are prefixed with their source's name."""
     from rlvr.config import source_name
 
-    examples, bad_rows, total, notes = [], [], 0, []
+    examples, bad_rows, total, notes, parts = [], [], 0, [], []
     for entry in cfg.sources:
         name = source_name(entry)
         try:
@@ -413,9 +413,9 @@ def load_mixture(cfg: DataConfig, answer_required: bool = True) -> DataReport:
         examples.extend(report.examples)
         bad_rows.extend(BadRow(b.line, f"{name}: {b.reason}") for b in report.bad_rows)
         total += report.total
-        notes.append(f"{name}: {len(report.examples)} examples (weight {entry.weight:g})")
+        parts.append(f"{name} ({len(report.examples)}, weight {entry.weight:g})")
         notes.extend(f"{name}: {note}" for note in report.notes)
-    return DataReport(examples, bad_rows, total, " + ".join(source_name(e) for e in cfg.sources), notes)
+    return DataReport(examples, bad_rows, total, " + ".join(parts), notes)
 
 
 def _drop_train_overlap(report: DataReport, cfg: DataConfig, name: str) -> None:

@@ -39,7 +39,8 @@ def stage_dir(output_dir: str | Path, k: int, name: str) -> Path:
 
 
 def train_stages(cfg: RunConfig) -> dict[str, Any]:
-    """Run (or resume) every stage in order; returns the last stage's result with ``stage`` added."""
+    """Run (or resume) every stage in order; returns the last stage's result, its ``step`` the global step (with
+    ``stage`` and ``stage_step`` added)."""
     from rlvr.trainer.loop import train
 
     out = Path(cfg.output_dir)
@@ -53,14 +54,15 @@ def train_stages(cfg: RunConfig) -> dict[str, Any]:
         final = _final_checkpoint(folder, stage.trainer.steps)
         if final is None:
             log.info("stage %d/%d %s: %d steps from %s", k + 1, len(stages), name, stage.trainer.steps, start_model)
-            result = {**train(stage), "stage": name}
+            result = train(stage)
+            result = {**result, "step": offset + result["step"], "stage": name, "stage_step": result["step"]}
             final = _final_checkpoint(folder, stage.trainer.steps)
             if final is None:  # interrupted (SIGTERM) or stopped early: resume with the same command
                 _gather(out, summary + [_entry(k, name, folder, offset, stage, None)])
                 return result
         else:
             log.info("stage %d/%d %s: already finished (%s)", k + 1, len(stages), name, final)
-            result = {"step": stage.trainer.steps, "stage": name}
+            result = {"step": offset + stage.trainer.steps, "stage": name, "stage_step": stage.trainer.steps}
         summary.append(_entry(k, name, folder, offset, stage, final))
         offset += stage.trainer.steps
         start_model = str(_as_full_model(final, stage))

@@ -68,7 +68,7 @@ def test_stages_run_in_one_folder_and_resume_in_the_right_stage(tmp_path, tiny_m
     straight = cfg("straight")
     result = train(straight)
     out = Path(straight.output_dir)
-    assert result["stage"] == "mix" and result["step"] == 3
+    assert (result["stage"], result["step"], result["stage_step"]) == ("mix", 5, 3)
     first, second = out / "stages" / "00_add", out / "stages" / "01_mix"
     assert [c.name for c in sorted((first / "checkpoints").iterdir())] == ["step_000001", "step_000002"]
     summary = json.loads((out / "stages.json").read_text())
@@ -87,7 +87,7 @@ def test_stages_run_in_one_folder_and_resume_in_the_right_stage(tmp_path, tiny_m
         shutil.rmtree(k2 / "checkpoints" / f"step_{step:06d}")
     stage1_mtime = (Path(killed.output_dir) / "stages" / "00_add" / "metrics.jsonl").stat().st_mtime
     result = train(killed)
-    assert result["step"] == 3
+    assert (result["step"], result["stage_step"]) == (5, 3)
     assert (Path(killed.output_dir) / "stages" / "00_add" / "metrics.jsonl").stat().st_mtime == stage1_mtime
     assert [m["step"] for m in lines(k2 / "metrics.jsonl")] == [1, 2, 3]
     a, b = weights(second / "checkpoints" / "step_000003"), weights(k2 / "checkpoints" / "step_000003")
