@@ -39,7 +39,7 @@ from rlvr.types import Completion
 
 log = logging.getLogger("rlvr.rollout")
 
-TRUNCATED = " ...[truncated: {dropped} more tokens]"
+TRUNCATED = " ...[truncated to {cap} tokens: the output had {chars} characters]"
 FINISH_REASONS = ("eos", "length", "max_turns", "env_done", "env_error")
 
 
@@ -204,12 +204,12 @@ class MultiTurnEngine:
 
     def _capped(self, text: str) -> str:
         """A tool output cut to max_tool_output_tokens tokens (megabytes are cut by characters first)."""
-        cap = self.cfg.max_tool_output_tokens
+        cap, chars = self.cfg.max_tool_output_tokens, len(text)
         text = text[: cap * 32]
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) <= cap:
             return text
-        return self.tokenizer.decode(ids[:cap], skip_special_tokens=True) + TRUNCATED.format(dropped=len(ids) - cap)
+        return self.tokenizer.decode(ids[:cap], skip_special_tokens=True) + TRUNCATED.format(cap=cap, chars=chars)
 
     def _observe(self, t: _Trajectory, reply: str, record: dict, max_new_tokens: int) -> None:
         """Append an observation, tokenised once, as context (mask 0); past the budget the trajectory ends."""

@@ -29,6 +29,8 @@ from pathlib import Path
 
 log = logging.getLogger("rlvr.rollout")
 
+START_TIMEOUT_S = 120.0  # a worker's start-up (python, rlvr, the environment's imports), outside call timeouts
+
 
 def load_env_class(spec: str):
     """``"path/to/file.py:ClassName"`` -> the class (the file imported by path, once per process)."""
@@ -65,6 +67,7 @@ def worker_main() -> None:
     except BaseException as err:  # noqa: BLE001
         cls, load_error = None, f"cannot load {spec}: {type(err).__name__}: {err}"[:300]
     envs: dict[int, object] = {}
+    outbox.send(("ready", load_error))
     while True:
         try:
             msg = inbox.recv()
@@ -108,6 +111,16 @@ class _Worker:
         os.close(from_child_w)
         self.inbox = Connection(from_child_r, writable=False)
         self.outbox = Connection(to_child_w, readable=False)
+        self.ready = False
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait for the worker's start-up (its imports and the environment file) outside any call's timeout."""
+        if not self.ready and self.inbox.poll(timeout_s):
+            try:
+                self.inbox.recv()
+            except (EOFError, OSError):
+                pass
+        self.ready = True
 
     def kill(self) -> None:
         try:
@@ -138,6 +151,7 @@ class EnvPool:
         pending = {}  # worker index -> (request indices, answered count, deadline)
         for w, idx in per_worker.items():
             try:
+                self.workers[w].wait_ready()
                 self.workers[w].outbox.send([requests[i] for i in idx])
                 pending[w] = [idx, 0, time.monotonic() + self.timeout_s]
             except OSError as err:
