@@ -721,7 +721,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"trainer.warmup_steps = {t.warmup_steps} is longer than trainer.steps = {t.steps}")
     if not cfg.reward.components:
         raise ConfigError("reward.components is empty: at least one reward is needed")
-    if all(c.weight == 0 for c in cfg.reward.components) and a.kl_coef == 0 and a.entropy_coef == 0:
+    if all(c.weight == 0 for c in cfg.reward.components) and a.kl_coef == 0 and a.entropy_coef == 0 and \
+            not r.multi_turn.env:  # an environment's per-turn rewards are added to the components' score
         raise ConfigError("reward.components: every weight is 0, so every reward and advantage is 0 and no update "
                           "changes a weight; give a component a non-zero weight")
     if cfg.model.lora.enabled and (cfg.model.lora.r <= 0 or cfg.model.lora.alpha <= 0):
