@@ -59,7 +59,8 @@ def _checked_step(out) -> tuple[str, float, bool, dict]:
 
 
 def worker_main() -> None:
-    """``python -c '...worker_main()' READ_FD WRITE_FD SPEC``: holds the environments of its trajectories."""
+    """``python -c '...worker_main()' READ_FD WRITE_FD SPEC THIS_FILE``: holds the environments of its
+    trajectories (rlvr.types is imported when an Example arrives; torch only if the environment imports it)."""
     read_fd, write_fd, spec = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     try:
@@ -104,8 +105,10 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = "1"
-        code = "from rlvr.rollout.tools.env import worker_main; worker_main()"
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(to_child_r), str(from_child_w), spec],
+        # this file by path, not as rlvr.rollout.tools.env: importing the package would import torch (seconds)
+        code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('rlvr_env_worker', sys.argv[4]);"
+                " m = importlib.util.module_from_spec(s); s.loader.exec_module(m); m.worker_main()")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(to_child_r), str(from_child_w), spec, __file__],
                                      pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
         os.close(to_child_r)
         os.close(from_child_w)
