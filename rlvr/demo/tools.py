@@ -146,3 +146,32 @@ def evaluate_tools(model_path: str | Path, rows: list[dict[str, Any]], max_new_t
     return {"accuracy": sum(correct) / len(rows), "tool_use": n_used / len(rows),
             "accuracy_with_tool": sum(c for c, u in zip(correct, used) if u) / n_used if n_used else 0.0,
             "accuracy_without_tool": sum(c for c, u in zip(correct, used) if not u) / max(1, len(rows) - n_used)}
+
+
+def plot_runs(run_dirs: list[str | Path], base_dev_accuracy: float, out: str | Path) -> Path:
+    """The held-out curve of the multi-turn demo runs: dev greedy pass@1 (eval/pass@1, through the tool loop;
+    step 0 = the base) and the training batches' tool-use rate, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (acc, tools) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for run in run_dirs:
+        rows = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+        evals = [(0, base_dev_accuracy)] + [(r["step"], r["eval/pass@1"]) for r in rows if "eval/pass@1" in r]
+        acc.plot(*zip(*evals), marker="o", label=Path(run).name)
+        tools.plot([r["step"] for r in rows], [r["multi_turn/tool_use_frac"] for r in rows], alpha=0.8,
+                   label=Path(run).name)
+    acc.set(xlabel="GRPO step", ylabel="dev greedy pass@1", title="held-out accuracy (with the calculator)",
+            ylim=(0, 1))
+    tools.set(xlabel="GRPO step", ylabel="share of trajectories", title="tool use (training batches, T = 1)",
+              ylim=(0, 1))
+    for ax in (acc, tools):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
