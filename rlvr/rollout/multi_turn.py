@@ -323,8 +323,9 @@ def trajectory_metrics(groups: list[list[Completion]]) -> dict[str, float]:
     }
     for reason in FINISH_REASONS:
         metrics[f"multi_turn/ended_{reason}_frac"] = sum(c.finish_reason == reason for c in flat) / b
-    for name in sorted({x["name"] for x in calls if x["name"]}):
-        metrics[f"multi_turn/calls/{name}"] = float(sum(1 for x in calls if x["name"] == name))
+    names = [x["name"] if x["status"] != "unknown_tool" else "_unknown" for x in calls if x["name"]]
+    for name in sorted(set(names)):  # model-written unknown names share one key (no metric per typo)
+        metrics[f"multi_turn/calls/{name}"] = float(names.count(name))
     if any(c.env_reward is not None for c in flat):
         metrics["multi_turn/env_reward_mean"] = sum(c.env_reward or 0.0 for c in flat) / b
     return metrics

@@ -141,6 +141,7 @@ def test_malformed_and_unknown_calls_become_error_observations():
     assert c.finish_reason == "eos"
     m = trajectory_metrics(groups)
     assert m["multi_turn/tool_errors"] == 5.0 and m["multi_turn/turns_mean"] == 6.0
+    assert m["multi_turn/calls/_unknown"] == 1.0 and m["multi_turn/calls/calculator"] == 2.0  # 2 of 4 named calls
 
 
 def test_a_model_that_never_stops_calling_ends_at_max_turns():

@@ -150,3 +150,27 @@ def test_config_needs_the_decode_loop_and_a_local_run(tmp_path):
         config_from_dict(base(tmp_path, tools=["calculator"]), ["async.max_staleness=1"])
     cfg = config_from_dict(base(tmp_path, tools=["calculator", {"name": "python", "params": {"persistent": True}}]))
     assert cfg.rollout.multi_turn.enabled and not config_from_dict(base(tmp_path)).rollout.multi_turn.enabled
+
+
+def test_tool_timeouts_count_from_each_calls_start_not_its_time_queued():
+    from rlvr.rollout.tools import TOOLS
+
+    @TOOLS.register("test_sleep")
+    class Sleep:
+        name, description, parameters = "test_sleep", "test", {"type": "object"}
+
+        def __call__(self, arguments, state):
+            import time
+
+            time.sleep(arguments["s"])
+            return "slept"
+
+    try:
+        box = ToolBox(["test_sleep"], timeout_s=0.4, max_workers=1)
+        # one thread: the second 0.3 s call waits 0.3 s in the queue, then runs 0.3 s < 0.4 s: not a timeout
+        out = box.run([({}, "test_sleep", {"s": 0.3}), ({}, "test_sleep", {"s": 0.3}), ({}, "test_sleep", {"s": 1})])
+        box.close()
+    finally:
+        TOOLS._items.pop("test_sleep", None)
+        TOOLS._docs.pop("test_sleep", None)
+    assert [o.status for o in out] == ["ok", "ok", "timeout"]

@@ -8,7 +8,7 @@ A tool is a class registered in ``TOOLS``, built with its config ``params`` as k
 shows the model) and ``__call__(arguments: dict, state: dict) -> str``. ``state`` is the trajectory's own dict
 for that tool (a persistent python session keeps its cells there); a tool raises `ToolError` (or anything) to
 report a bad call. `ToolBox.run` never raises: an unknown tool, bad arguments, an exception, a call running
-past ``timeout_s`` each become an outcome with status "unknown_tool" / "error" / "timeout" and a short reason
+past ``timeout_s`` (from its start) each become an outcome with status "unknown_tool" / "error" / "timeout" and a short reason
 as the text the model reads. Calls of one turn run in parallel threads (the python tool waits on sandboxed
 processes). A timed-out call's thread cannot be killed: it is abandoned (the python tool's own sandbox timeout,
 below the tool timeout, is what actually stops a hung program).
@@ -97,25 +97,30 @@ class ToolBox:
                 futures.append(ToolOutcome(f"error: arguments must be a JSON object, got {arguments!r}"[:300],
                                            "error"))
             else:
-                futures.append(self._pool.submit(_timed, tool, arguments, state.setdefault(name, {})))
-        deadline = time.monotonic() + self.timeout_s
-        out = []
-        for f in futures:
-            if isinstance(f, ToolOutcome):
-                out.append(f)
-                continue
+                started: dict = {}
+                futures.append((self._pool.submit(_timed, tool, arguments, state.setdefault(name, {}), started),
+                                started))
+        return [f if isinstance(f, ToolOutcome) else self._wait(*f) for f in futures]
+
+    def _wait(self, future, started: dict) -> ToolOutcome:
+        """The call's outcome, or a timeout ``timeout_s`` after it STARTED (time queued behind other calls of
+        the turn is not charged to it)."""
+        while True:
+            start = started.get("t")
+            wait_s = 0.05 if start is None else start + self.timeout_s - time.monotonic()
             try:
-                out.append(f.result(timeout=max(0.0, deadline - time.monotonic())))
+                return future.result(timeout=max(0.0, wait_s))
             except concurrent.futures.TimeoutError:
-                out.append(ToolOutcome(f"error: the tool call timed out after {self.timeout_s:g}s", "timeout",
-                                       self.timeout_s))
-        return out
+                if start is not None:
+                    return ToolOutcome(f"error: the tool call timed out after {self.timeout_s:g}s", "timeout",
+                                       self.timeout_s)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _timed(tool, arguments: dict, state: dict) -> ToolOutcome:
+def _timed(tool, arguments: dict, state: dict, started: dict) -> ToolOutcome:
+    started["t"] = time.monotonic()
     start = time.perf_counter()
     try:
         text = tool(arguments, state)
