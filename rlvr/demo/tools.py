@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from rlvr.demo import task
-from rlvr.demo.pretrain import build_base, cache_root
+from rlvr.demo.pretrain import build_base
 
 TOOL_BASE_VERSION = 1
 
@@ -74,30 +74,33 @@ def _rows_batch(tokenizer, rows: list[dict[str, Any]]):
     return input_ids, mask, labels
 
 
-def build_tool_base(cfg: ToolBaseConfig | None = None, rebuild: bool = False) -> dict[str, Any]:
-    """The demo base fine-tuned to call the calculator on some problems, cached in <demo cache>/tool_base."""
+def build_tool_base(cfg: ToolBaseConfig | None = None, rebuild: bool = False, cache_dir: str | Path | None = None,
+                    base_cfg=None) -> dict[str, Any]:
+    """The demo base (`build_base` with ``base_cfg``) fine-tuned to call the calculator on some problems, cached
+    in <cache_dir, default the demo cache>/tool_base. Returns the paths (model_path, train/heldout/dev_path)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cfg = cfg or ToolBaseConfig()
-    base = build_base()
-    root = cache_root()
+    base = build_base(cache_dir, cfg=base_cfg)
+    root = Path(base["cache_dir"])
     folder, meta_path = root / "tool_base", root / "tool_base.json"
-    meta = {"config": asdict(cfg), "base": base["model_path"]}
+    meta = {"config": asdict(cfg), "base": base["model_path"], "base_config": base["config"]}
     if not rebuild and meta_path.is_file() and (folder / "model.safetensors").is_file():
-        if json.loads(meta_path.read_text()).get("config") == meta["config"]:
+        saved = json.loads(meta_path.read_text())
+        if saved.get("config") == meta["config"] and saved.get("base_config") == meta["base_config"]:
             return {**meta, "model_path": str(folder), **{k: base[k] for k in ("train_path", "heldout_path",
                                                                                 "dev_path")}}
     tokenizer = AutoTokenizer.from_pretrained(base["model_path"])
     model = AutoModelForCausalLM.from_pretrained(base["model_path"], dtype=torch.float32)
     train_rows = task.read_jsonl(base["train_path"])
-    flawed = task.generate("train", len(train_rows), seed=0, slip=cfg.slip)
+    flawed = task.generate("train", len(train_rows), seed=base["config"]["data_seed"], slip=cfg.slip)
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
     model.train()
     for _ in range(cfg.steps):
         batch = []
-        for i in rng.sample(range(len(train_rows)), cfg.batch_size):
+        for i in rng.sample(range(len(train_rows)), min(cfg.batch_size, len(train_rows))):
             row = train_rows[i]
             pieces = tool_pieces(row["question"], row["answer"]) if rng.random() < cfg.tool_frac else \
                 [(flawed[i]["solution"], True)]
