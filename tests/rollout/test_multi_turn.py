@@ -344,3 +344,22 @@ def test_trainer_recomputation_matches_sampling_logprobs_over_whole_trajectories
     for k, row in enumerate(rows.tolist()):
         m = batch.response_mask[row, : packed.shape[1]]
         assert torch.allclose(packed[k][m], logp[row, : packed.shape[1]][m], atol=1e-4)
+
+
+def test_chat_template_format_runs_every_call_of_a_turn_that_ended_at_eos():
+    from tests.rollout.test_tools import QWEN_LIKE
+
+    tok = build_char_tokenizer()
+    tok.chat_template = QWEN_LIKE
+    script = {"q\n": [call(expression="1+1") + call(expression="2*3") + "<eos>", "<answer>6</answer><eos>"]}
+    engine = MultiTurnEngine(ScriptedEngine(script), tok, MultiTurnConfig(tools=["calculator"],
+                                                                         format="chat_template"))
+    assert engine.stop_ids == []  # the turn ends at EOS, as the template's model does
+    c = engine.generate(list(script), 1, max_new_tokens=400, seeds=[0])[0][0]
+    engine.close()
+    reply = c.turns[1]["text"]
+    # this template writes nothing after the assistant turn's end, then one user turn with both responses
+    assert reply == ("<|im_start|>user\n<tool_response>\n2\n</tool_response>\n<tool_response>\n6\n</tool_response>"
+                     "<|im_end|>\n<|im_start|>assistant\n")
+    assert [x["status"] for x in c.turns[1]["calls"]] == ["ok", "ok"] and c.finish_reason == "eos"
+    assert c.loss_mask.count(0) == len(reply) and c.token_ids[len(c.turns[0]["text"])] == EOS  # EOS is the model's
