@@ -152,7 +152,7 @@ class MultiTurnEngine:
             t.add(tokens, logprobs)
             t.model_turns += 1
             t.turns.append({"role": "model", "text": self._decode(tokens), "tokens": len(tokens), "finish": finish})
-            if finish == "length" or (finish == "interrupted"):
+            if finish in ("length", "interrupted"):  # out of budget (interrupted: only inside async runs)
                 t.finish = "length"
             elif finish == "eos" and self.env is None and not (self.cfg.format == "chat_template" and self.tools):
                 t.finish = "eos"
