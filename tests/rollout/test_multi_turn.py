@@ -198,7 +198,8 @@ def test_huge_raising_and_hanging_tools_become_observations(monkeypatch):
         TOOLS._items.pop("test_flaky", None)
         TOOLS._docs.pop("test_flaky", None)
     tools = [t for t in groups[0][0].turns if t["role"] == "tool"]
-    assert tools[0]["text"].removesuffix("</tool_response>") == "<tool_response>" + "y" * 60 + " ...[truncated to 60 tokens: the output had 5000000 characters]"
+    note = " ...[truncated to 60 tokens: the output had 5000000 characters]"
+    assert tools[0]["text"].removesuffix("</tool_response>") == "<tool_response>" + "y" * 60 + note
     assert tools[0]["text"].endswith("</tool_response>")
     assert [t["calls"][0]["status"] for t in tools] == ["ok", "error", "timeout", "error"]
     assert "RuntimeError: boom" in tools[1]["text"] and "timed out after 0.5s" in tools[2]["text"]

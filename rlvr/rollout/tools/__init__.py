@@ -8,8 +8,8 @@ A tool is a class registered in ``TOOLS``, built with its config ``params`` as k
 shows the model) and ``__call__(arguments: dict, state: dict) -> str``. ``state`` is the trajectory's own dict
 for that tool (a persistent python session keeps its cells there); a tool raises `ToolError` (or anything) to
 report a bad call. `ToolBox.run` never raises: an unknown tool, bad arguments, an exception, a call running
-past ``timeout_s`` (from its start) each become an outcome with status "unknown_tool" / "error" / "timeout" and a short reason
-as the text the model reads. Calls of one turn run in parallel threads (the python tool waits on sandboxed
+past ``timeout_s`` (from its start) each become an outcome with status "unknown_tool" / "error" / "timeout"
+and a short reason as the text the model reads. Calls of one turn run in parallel threads (the python tool waits on sandboxed
 processes). A timed-out call's thread cannot be killed: it is abandoned (the python tool's own sandbox timeout,
 below the tool timeout, is what actually stops a hung program).
 """

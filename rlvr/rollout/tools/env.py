@@ -106,8 +106,9 @@ class _Worker:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = "1"
         # this file by path, not as rlvr.rollout.tools.env: importing the package would import torch (seconds)
-        code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('rlvr_env_worker', sys.argv[4]);"
-                " m = importlib.util.module_from_spec(s); s.loader.exec_module(m); m.worker_main()")
+        code = ("import importlib.util, sys; "
+                "s = importlib.util.spec_from_file_location('rlvr_env_worker', sys.argv[4]); "
+                "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); m.worker_main()")
         self.proc = subprocess.Popen([sys.executable, "-c", code, str(to_child_r), str(from_child_w), spec, __file__],
                                      pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
         os.close(to_child_r)

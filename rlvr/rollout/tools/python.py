@@ -4,9 +4,9 @@
     PythonTool(persistent=True): later calls of a trajectory see the names earlier calls defined
 
 Every call is one fresh sandboxed process with the sandbox's limits (``timeout_s`` wall clock, ``memory_mb``,
-an output cap of ``max_output_bytes``; the standard library only unless ``site_packages``). The observation is stdout, then stderr (a traceback) when non-empty, then
-"[exit code N]" / "[killed: timeout after Xs]" when the program did not end normally; an empty output reads
-"[no output]". ``persistent`` (per trajectory, in ``state``): the trajectory's earlier cells that ran without
+an output cap of ``max_output_bytes``; the standard library only unless ``site_packages``). The observation is
+stdout, then stderr (a traceback) when non-empty, then "[exit code N]" / "[killed: timeout after Xs]" when the
+program did not end normally; an empty output reads "[no output]". ``persistent`` (per trajectory, in ``state``): the trajectory's earlier cells that ran without
 error are re-run first, their output discarded (a marker line separates it), so names, imports and functions
 carry over. Deviation from a live interpreter: the earlier cells run again, so their side effects and their
 time repeat, and randomness is drawn afresh.
