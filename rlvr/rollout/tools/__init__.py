@@ -17,14 +17,11 @@ below the tool timeout, is what actually stops a hung program).
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from rlvr.registry import Registry
-
-log = logging.getLogger("rlvr.rollout")
 
 TOOLS = Registry("tool")
 STATUSES = ("ok", "error", "timeout", "unknown_tool")
