@@ -124,9 +124,11 @@ def build_tool_base(cfg: ToolBaseConfig | None = None, rebuild: bool = False, ca
 
 
 def evaluate_tools(model_path: str | Path, rows: list[dict[str, Any]], max_new_tokens: int = 160,
-                   max_turns: int = 2) -> dict[str, float]:
+                   max_turns: int = 2, samples: int = 0) -> dict[str, float]:
     """Greedy decoding of ``rows`` through the calculator loop: accuracy (the last <answer> equals the answer)
-    and the share of trajectories that called the tool (and got a correct answer when they did)."""
+    and the share of trajectories that called the tool (and got a correct answer when they did). With
+    ``samples`` > 0 also ``samples`` trajectories per problem at temperature 1 (problem i seeded with i):
+    sampled_accuracy and sampled_tool_use."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rlvr.config import MultiTurnConfig
@@ -137,18 +139,25 @@ def evaluate_tools(model_path: str | Path, rows: list[dict[str, Any]], max_new_t
     model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
     engine = MultiTurnEngine(HFRolloutEngine(model, tokenizer, add_special_tokens=False), tokenizer,
                              MultiTurnConfig(tools=["calculator"], max_turns=max_turns))
+    prompts = [task.render_prompt(r["question"]) for r in rows]
     try:
-        groups = engine.generate([task.render_prompt(r["question"]) for r in rows], 1, max_new_tokens=max_new_tokens,
-                                 temperature=0.0)
+        groups = engine.generate(prompts, 1, max_new_tokens=max_new_tokens, temperature=0.0)
+        sampled = engine.generate(prompts, samples, max_new_tokens=max_new_tokens, temperature=1.0,
+                                  seeds=list(range(len(rows)))) if samples else []
     finally:
         engine.close()
     flat = [g[0] for g in groups]
     correct = [task.is_correct(c.text, r["answer"]) for c, r in zip(flat, rows)]
     used = [any(t["role"] == "tool" for t in c.turns) for c in flat]
     n_used = sum(used)
-    return {"accuracy": sum(correct) / len(rows), "tool_use": n_used / len(rows),
-            "accuracy_with_tool": sum(c for c, u in zip(correct, used) if u) / n_used if n_used else 0.0,
-            "accuracy_without_tool": sum(c for c, u in zip(correct, used) if not u) / max(1, len(rows) - n_used)}
+    out = {"accuracy": sum(correct) / len(rows), "tool_use": n_used / len(rows),
+           "accuracy_with_tool": sum(c for c, u in zip(correct, used) if u) / n_used if n_used else 0.0,
+           "accuracy_without_tool": sum(c for c, u in zip(correct, used) if not u) / max(1, len(rows) - n_used)}
+    if samples:
+        pairs = [(c, r) for g, r in zip(sampled, rows) for c in g]
+        out["sampled_accuracy"] = sum(task.is_correct(c.text, r["answer"]) for c, r in pairs) / len(pairs)
+        out["sampled_tool_use"] = sum(any(t["role"] == "tool" for t in c.turns) for c, _ in pairs) / len(pairs)
+    return out
 
 
 def plot_runs(run_dirs: list[str | Path], base_dev_accuracy: float, out: str | Path) -> Path:
