@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rlvr.rewards import VERIFIERS  # noqa: E402
-from rlvr.rewards.sandbox import capabilities, run_program, sandbox_python  # noqa: E402
+from rlvr.sandbox import capabilities, run_program, sandbox_python  # noqa: E402
 
 
 def cpu_seconds() -> float:

@@ -147,6 +147,27 @@ class HFRolloutConfig:
 
 
 @dataclass
+class MultiTurnConfig:
+    """Multi-turn rollouts with tools or an environment (rlvr.rollout.multi_turn, docs/multi_turn.md); on when
+    ``tools`` or ``env`` is set. ``rollout.max_new_tokens`` is then the budget of the whole trajectory after the
+    prompt (model and observation tokens)."""
+
+    max_turns: int = 4  # model turns per trajectory (a trajectory still calling tools after these ends "max_turns")
+    tools: list[Any] = field(default_factory=list)  # names or {name, params}: calculator | python | search
+    stop: list[str] = field(default_factory=list)  # extra strings that end a model turn (format json adds </tool_call>)
+    max_tool_output_tokens: int = 256  # longer tool outputs are cut to this many tokens (marked "[truncated]")
+    format: str = "json"  # json: <tool_call>{...}</tool_call> -> <tool_response>...</tool_response> | chat_template
+    env: str = ""  # "my_env.py:MyEnv": reset(example) / step(action_text) in worker processes (instead of tools)
+    env_workers: int = 1  # environment worker processes
+    discount: float = 1.0  # per-turn environment rewards: sum of discount**k * r_k over the model turns k
+    timeout_s: float = 10.0  # per tool call / environment call; past it: an error observation (env: trajectory ends)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tools or self.env)
+
+
+@dataclass
 class RolloutConfig:
     engine: str = "hf"  # hf (transformers model on the policy) | vllm (needs vLLM; see docs/rollout.md)
     prompts_per_step: int = 16  # P
@@ -158,6 +179,7 @@ class RolloutConfig:
     batch_size: int = 0  # prompts x completions generated per forward batch; 0 = all at once
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     hf: HFRolloutConfig = field(default_factory=HFRolloutConfig)
+    multi_turn: MultiTurnConfig = field(default_factory=MultiTurnConfig)
 
 
 @dataclass
@@ -603,6 +625,7 @@ def validate(cfg: RunConfig) -> None:
     _choice("algorithm.kl_in", a.kl_in, ["loss", "reward"])
     _choice("rollout.engine", r.engine, ["hf", "vllm"])
     _validate_async(cfg)
+    _validate_multi_turn(cfg)
     _validate_critic(cfg)
     _validate_data(cfg)
     d = cfg.distributed
@@ -726,7 +749,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"trainer.warmup_steps = {t.warmup_steps} is longer than trainer.steps = {t.steps}")
     if not cfg.reward.components:
         raise ConfigError("reward.components is empty: at least one reward is needed")
-    if all(c.weight == 0 for c in cfg.reward.components) and a.kl_coef == 0 and a.entropy_coef == 0:
+    if all(c.weight == 0 for c in cfg.reward.components) and a.kl_coef == 0 and a.entropy_coef == 0 and \
+            not r.multi_turn.env:  # an environment's per-turn rewards are added to the components' score
         raise ConfigError("reward.components: every weight is 0, so every reward and advantage is 0 and no update "
                           "changes a weight; give a component a non-zero weight")
     if cfg.model.lora.enabled and (cfg.model.lora.r <= 0 or cfg.model.lora.alpha <= 0):
@@ -759,6 +783,45 @@ def validate(cfg: RunConfig) -> None:
             if comp.name not in ANSWER_FORMAT_VERIFIERS + ("auto",):
                 raise ConfigError(f"reward.components[{i}].params.answer_format: only the math and mcqa verifiers "
                                   f"(or auto) read it, not {comp.name!r}")
+
+
+def _validate_multi_turn(cfg: RunConfig) -> None:
+    m, r = cfg.rollout.multi_turn, cfg.rollout
+    _choice("rollout.multi_turn.format", m.format, ["json", "chat_template"])
+    for key in ("max_turns", "max_tool_output_tokens", "env_workers"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"rollout.multi_turn.{key} must be >= 1, got {getattr(m, key)}")
+    if m.timeout_s <= 0 or not 0 < m.discount <= 1:
+        raise ConfigError(f"rollout.multi_turn.timeout_s must be > 0 and discount in (0, 1] (got {m.timeout_s}, "
+                          f"{m.discount})")
+    if not m.enabled:
+        return
+    from rlvr.rollout.tools import TOOLS, _register_builtins, tool_spec
+
+    _register_builtins()
+    if m.tools and m.env:
+        raise ConfigError("rollout.multi_turn: give tools or env, not both (an environment answers every turn)")
+    for i, entry in enumerate(m.tools):
+        try:
+            name, _ = tool_spec(entry)
+        except ValueError as err:
+            raise ConfigError(f"rollout.multi_turn.tools[{i}]: {err}") from None
+        _registered(f"rollout.multi_turn.tools[{i}]", name, TOOLS)
+    if m.env:
+        path, sep, cls = m.env.rpartition(":")
+        if not (sep and path.endswith(".py") and cls):
+            raise ConfigError(f"rollout.multi_turn.env: expected 'file.py:ClassName', got {m.env!r}")
+        if not Path(path).expanduser().is_file():
+            raise ConfigError(f"rollout.multi_turn.env: {path} does not exist")
+    if m.format == "chat_template" and not cfg.prompt.chat_template:
+        raise ConfigError("rollout.multi_turn.format chat_template renders tool replies with the tokenizer's chat "
+                          "template: it needs prompt.chat_template: true")
+    if r.engine == "hf" and r.hf.decode != "loop":
+        raise ConfigError("rollout.multi_turn continues trajectories from their token ids, which needs "
+                          "rollout.hf.decode: loop (got generate)")
+    if cfg.distributed.backend != "none" or cfg.async_.max_staleness > 0:
+        raise ConfigError("rollout.multi_turn runs in the trainer's process for now: it needs distributed.backend: "
+                          "none and async.max_staleness: 0")
 
 
 def _validate_async(cfg: RunConfig) -> None:

@@ -47,6 +47,13 @@ class Completion:
                rollouts the oldest of its segments'.
     segments:  partial rollouts: [[version, tokens], ...] in order (their tokens add up to len(token_ids));
                empty when one version sampled all of it.
+    loss_mask: multi-turn trajectories (rlvr.rollout.multi_turn): (T_i,) 1 for a token the model sampled, 0 for an
+               observation token (a tool's or environment's reply, inserted as context; its logprob is 0); empty
+               = every token is the model's (single turn).
+    turns:     multi-turn: the trajectory turn by turn, [{"role": "model" | "tool" | "env", "text", "tokens", ...}]
+               (what completions.jsonl stores); empty for a single turn.
+    env_reward: multi-turn with an environment: its per-turn rewards summed (discounted) over the trajectory,
+               added to the verifier's score; None without one.
     """
 
     text: str
@@ -56,6 +63,9 @@ class Completion:
     prompt_ids: list[int] = field(default_factory=list)
     version: int = 0
     segments: list[list[int]] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    env_reward: float | None = None
 
 
 @dataclass

@@ -34,9 +34,10 @@ def test_list_prints_every_registry():
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0, result.output
     for title in ["algorithm presets", "advantage estimators", "policy losses", "loss aggregations",
-                  "KL estimators", "verifiers", "data sources"]:
+                  "KL estimators", "verifiers", "data sources", "multi-turn tools"]:
         assert title in result.output
-    for name in ["dapo", "rloo", "gspo", "seq-mean-token-sum-norm", "k3", "math", "mcqa", "reasoning_gym", "jsonl"]:
+    for name in ["dapo", "rloo", "gspo", "seq-mean-token-sum-norm", "k3", "math", "mcqa", "reasoning_gym", "jsonl",
+                 "calculator", "python", "search"]:
         assert name in result.output
 
 

@@ -70,8 +70,12 @@ def config_show(
 
 @app.command("list")
 def list_registries() -> None:
-    """Print every registry: presets, advantage estimators, losses, aggregations, KL estimators, verifiers, sources."""
+    """Print every registry: presets, advantage estimators, losses, aggregations, KL estimators, verifiers, sources,
+    multi-turn tools."""
     from rlvr import algorithms, data, rewards
+    from rlvr.rollout.tools import TOOLS, _register_builtins
+
+    _register_builtins()
 
     tables = [
         ("algorithm presets", algorithms.PRESETS),
@@ -81,6 +85,7 @@ def list_registries() -> None:
         ("KL estimators", algorithms.KL_ESTIMATORS),
         ("verifiers", rewards.VERIFIERS),
         ("data sources", data.SOURCES),
+        ("multi-turn tools", TOOLS),
     ]
     for title, registry in tables:
         table = Table(title=title, title_justify="left", show_header=False)

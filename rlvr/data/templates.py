@@ -105,8 +105,9 @@ def _require_chat_template(tokenizer: Any) -> None:
         )
 
 
-def render_prompt(example: Example, prompt_cfg: PromptConfig, tokenizer: Any = None) -> str:
-    """The full prompt text for one example (system prompt, template, chat template). See the module docstring."""
+def render_prompt(example: Example, prompt_cfg: PromptConfig, tokenizer: Any = None, tools: list | None = None) -> str:
+    """The full prompt text for one example (system prompt, template, chat template). See the module docstring.
+    ``tools``: function schemas passed to the chat template (``tools=``; multi-turn rollouts)."""
     check_template(prompt_cfg, example)
     user = prompt_cfg.template.format(**available_fields(example))
     system = system_prompt_text(prompt_cfg)
@@ -116,4 +117,5 @@ def render_prompt(example: Example, prompt_cfg: PromptConfig, tokenizer: Any = N
         raise TemplateError("prompt.chat_template is true but no tokenizer was given to render_prompt")
     _require_chat_template(tokenizer)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                         **({"tools": tools} if tools else {}))

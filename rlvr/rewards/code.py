@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from rlvr.rewards.base import VERIFIERS, as_bool
-from rlvr.rewards.sandbox import SandboxResult, run_program
+from rlvr.sandbox import SandboxResult, run_program
 from rlvr.types import RewardResult
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+\-]*)[^\n]*\n(.*?)```", re.DOTALL)

@@ -40,7 +40,7 @@ from typing import Any
 
 from rlvr.rewards.base import VERIFIERS, as_bool
 from rlvr.rewards.code import extract_code
-from rlvr.rewards.sandbox import run_command
+from rlvr.sandbox import run_command
 from rlvr.types import RewardResult
 
 VERILOG_TAGS = ("verilog", "systemverilog", "sv", "v")

@@ -92,9 +92,21 @@ class RolloutEngine(Protocol):
 
 
 def make_engine(cfg, model, tokenizer, device, dtype: torch.dtype, prompts: list[str],
-                max_new_tokens: int = 0) -> RolloutEngine:
+                max_new_tokens: int = 0, examples: list | None = None) -> RolloutEngine:
     """The engine named by ``cfg.rollout.engine``. With ``rollout.vllm.max_model_len`` 0, vLLM is sized for the
-    longest of ``prompts`` (in tokens) plus the most new tokens a rollout, an eval or ``max_new_tokens`` asks for."""
+    longest of ``prompts`` (in tokens) plus the most new tokens a rollout, an eval or ``max_new_tokens`` asks for.
+    With ``rollout.multi_turn`` (tools or an environment) that engine is wrapped in the multi-turn loop
+    (rlvr.rollout.multi_turn); ``examples`` (rendered) are what an environment's ``reset`` receives."""
+    engine = _make_engine(cfg, model, tokenizer, device, dtype, prompts, max_new_tokens)
+    if not cfg.rollout.multi_turn.enabled:
+        return engine
+    from rlvr.rollout.multi_turn import MultiTurnEngine
+
+    return MultiTurnEngine(engine, tokenizer, cfg.rollout.multi_turn, add_special_tokens=not cfg.prompt.chat_template,
+                           examples={ex.prompt: ex for ex in reversed(examples or [])})
+
+
+def _make_engine(cfg, model, tokenizer, device, dtype, prompts, max_new_tokens) -> RolloutEngine:
     from rlvr.rollout.hf import HFRolloutEngine, _eos_ids
 
     add_special_tokens = not cfg.prompt.chat_template  # a chat template already carries the BOS text

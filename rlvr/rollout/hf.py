@@ -175,10 +175,13 @@ class HFRolloutEngine:
 
     @torch.no_grad()
     def continue_ids(self, prefixes: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
-                     top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None) -> list[Completion]:
+                     top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None,
+                     stop: list[list[int]] | None = None) -> list[Completion]:
         """One completion per token-id prefix (a prompt plus tokens sampled so far), decoded on from its last
-        token with a cache rebuilt from the ids (partial rollouts): the ids are never re-tokenised. ``seeds``: one
-        per prefix (its draws). Needs the decode loop; the returned prompt_ids are the prefixes."""
+        token with a cache rebuilt from the ids (partial rollouts, multi-turn rollouts): the ids are never
+        re-tokenised. ``seeds``: one per prefix (its draws). ``stop``: token-id sequences; a row whose sampled
+        tokens end with one stops there, finish_reason "stop" (the sequence kept). Needs the decode loop; the
+        returned prompt_ids are the prefixes."""
         if self.decode != "loop":
             raise RuntimeError("continuing from token ids needs rollout.hf.decode loop")
         greedy = temperature == 0
@@ -188,7 +191,7 @@ class HFRolloutEngine:
         try:
             uniforms = self._uniforms(seeds, 1, max_new_tokens, greedy)
             groups = self._chunk(prefixes, 1, max_new_tokens, temperature, top_p, top_k, seeds[0] if seeds else 0,
-                                 uniforms)
+                                 uniforms, stop=stop)
         finally:
             self.model.train(was_training)
         return [g[0] for g in groups]
@@ -202,21 +205,23 @@ class HFRolloutEngine:
                                      generator=torch.Generator().manual_seed(seed)) for seed in seeds])
 
     def _chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k, seed=0,
-               uniforms=None) -> list[list[Completion]]:
+               uniforms=None, stop=None) -> list[list[Completion]]:
         """One decode call. ``seed`` seeds ``decode: generate``; ``uniforms`` are the loop's (rows, steps) draws."""
         if self.decode == "loop" and not self._loop_ok:
             reason = _loop_unsupported(self.model)
             if reason:
                 self._fall_back_to_generate(reason)
         if self.decode == "generate":
+            if stop:
+                raise RuntimeError("stop sequences need rollout.hf.decode loop")
             return self._generate_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k, seed)
         if uniforms is None and temperature != 0:  # a direct call without them: one stream from the seed
             uniforms = torch.rand((len(prompt_ids) * n, max_new_tokens), dtype=torch.float64,
                                   generator=torch.Generator().manual_seed(seed))
         if self._loop_ok:
-            return self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k, uniforms)
+            return self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k, uniforms, stop)
         try:
-            out = self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k, uniforms)
+            out = self._loop_chunk(prompt_ids, n, max_new_tokens, temperature, top_p, top_k, uniforms, stop)
         except torch.OutOfMemoryError:
             raise
         except Exception as err:  # noqa: BLE001 - a forward that rejects the cache / kwargs: use generate instead
@@ -297,11 +302,11 @@ class HFRolloutEngine:
     # decode: loop
 
     def _loop_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k,
-                    uniforms=None) -> list[list[Completion]]:
+                    uniforms=None, stop=None) -> list[list[Completion]]:
         """Prefill the P prompts once, repeat the cache for their n rows, then decode one token per step.
 
         ``uniforms``: (P * n, max_new_tokens) draws in [0, 1) (sampling only): output row r at step t samples by
-        inverse CDF with uniforms[r, t]."""
+        inverse CDF with uniforms[r, t]. ``stop``: token-id sequences that end a row like EOS (see continue_ids)."""
         pad, dev = self.tokenizer.pad_token_id, self.device
         input_ids, attention = _left_pad(prompt_ids, pad)
         width = input_ids.shape[1]
@@ -337,6 +342,7 @@ class HFRolloutEngine:
                 raise ValueError(f"decode loop: uniforms of shape {None if uniforms is None else tuple(uniforms.shape)}"
                                  f", expected {(rows_total, max_new_tokens)}")
             uniforms = uniforms.to(dev, _cdf_dtype(dev))
+        stop_seqs = [torch.tensor(seq, device=dev) for seq in stop or [] if seq]
         token = None
         steps = max_new_tokens  # tokens decoded per row, when interrupted
         for t in range(max_new_tokens):
@@ -365,10 +371,13 @@ class HFRolloutEngine:
             tokens[rows[live], t] = token[live]
             logprobs[rows[live], t] = logp[live]
             live = live & ~torch.isin(token, eos)
+            for seq in stop_seqs:  # (k,): a row whose last k tokens are seq stops
+                if t + 1 >= len(seq):
+                    live = live & ~(tokens[rows, t + 1 - len(seq) : t + 1] == seq).all(-1)
             if not bool(live.any()):
                 break
         interrupted = rows[live].tolist() if steps < max_new_tokens else []
-        return self._completions(tokens.cpu(), logprobs.cpu(), prompt_ids, n, copies, interrupted, steps)
+        return self._completions(tokens.cpu(), logprobs.cpu(), prompt_ids, n, copies, interrupted, steps, stop)
 
     def _new_cache(self, static: bool, cache_len: int):
         """The loop's KV cache for one chunk: a StaticCache of ``cache_len`` positions, or a DynamicCache (RAST's
@@ -416,9 +425,12 @@ class HFRolloutEngine:
             self._pending_compile += elapsed
         return logits
 
-    def _completions(self, generated, scores, prompt_ids, n, copies, interrupted=(), steps=0) -> list[list[Completion]]:
+    def _completions(self, generated, scores, prompt_ids, n, copies, interrupted=(), steps=0,
+                     stop=None) -> list[list[Completion]]:
         """(rows, T) token ids (pad after EOS) and their log-probs -> P lists of completions. ``interrupted``:
-        rows stopped by ``self.interrupt`` after ``steps`` tokens (finish_reason "interrupted")."""
+        rows stopped by ``self.interrupt`` after ``steps`` tokens (finish_reason "interrupted"); ``stop``: token-id
+        sequences that ended rows (finish_reason "stop")."""
+        stop = [list(seq) for seq in stop or [] if seq]
         completions: list[list[Completion]] = []
         interrupted = set(interrupted)
         for row in range(generated.shape[0]):
@@ -430,6 +442,9 @@ class HFRolloutEngine:
                 for t, tok in enumerate(tokens):
                     if tok in self.eos_ids:
                         tokens, finish = tokens[: t + 1], "eos"
+                        break
+                    if stop and any(t + 1 >= len(seq) and tokens[t + 1 - len(seq) : t + 1] == seq for seq in stop):
+                        tokens, finish = tokens[: t + 1], "stop"
                         break
             logprobs = scores[row, : len(tokens)].tolist()
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)

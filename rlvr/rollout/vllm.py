@@ -223,6 +223,48 @@ class VLLMRolloutEngine:
         self._probe = [list(g[0].prompt_ids) + list(g[0].token_ids) for g in groups[:2] if g and g[0].token_ids]
         return groups
 
+    def continue_ids(self, prefixes: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+                     top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None,
+                     stop: list[list[int]] | None = None) -> list[Completion]:
+        """One completion per token-id prefix (multi-turn rollouts: the prompt plus the trajectory so far), never
+        re-tokenised. Each request's max_tokens is also capped by max_model_len. ``stop``: token-id sequences:
+        one-token ones become stop_token_ids, longer ones stop strings (their decoded text, kept in the output);
+        finish_reason "stop" when one ended the sample. The multi-turn loop cuts at the stop text itself too."""
+        self.wake_up()
+        greedy = temperature == 0
+        seeds = resolve_seeds(seeds, len(prefixes)) if seeds is not None or not greedy else [0] * len(prefixes)
+        stop = [list(seq) for seq in stop or [] if seq]
+        stop_tokens = [seq[0] for seq in stop if len(seq) == 1]
+        stop_strings = [self.tokenizer.decode(seq, skip_special_tokens=False) for seq in stop if len(seq) > 1]
+        params = []
+        for ids, seed in zip(prefixes, seeds):
+            room = self.max_model_len - len(ids)
+            if room < 1:
+                raise ValueError(f"a trajectory of {len(ids)} tokens fills the vLLM engine's max_model_len "
+                                 f"{self.max_model_len}; raise rollout.vllm.max_model_len")
+            params.append(self._SamplingParams(
+                n=1, temperature=temperature, top_p=1.0 if greedy else top_p, top_k=0 if greedy else top_k,
+                max_tokens=min(max_new_tokens, room), logprobs=0, seed=request_seed(seed, self.cfg.seed),
+                stop_token_ids=self.eos_ids + stop_tokens, stop=stop_strings or None,
+                include_stop_str_in_output=True, detokenize=bool(stop_strings), skip_special_tokens=False,
+                repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, min_p=0.0))
+        outputs = self._call(self.llm.generate, [self._TokensPrompt(prompt_token_ids=list(ids)) for ids in prefixes],
+                             params, use_tqdm=False)
+        out = []
+        for ids, o in zip(prefixes, outputs):
+            sample = o.outputs[0]
+            tokens = list(sample.token_ids)
+            logprobs = [float(lp[tok].logprob) for tok, lp in zip(tokens, sample.logprobs)]
+            if tokens and tokens[-1] in self.eos_ids:
+                finish = "eos"
+            elif sample.finish_reason == "stop":
+                finish = "stop"
+            else:
+                finish = "length"
+            out.append(Completion(self.tokenizer.decode(tokens, skip_special_tokens=True), tokens, logprobs, finish,
+                                  prompt_ids=list(ids)))
+        return out
+
     def _call(self, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)

@@ -16,7 +16,10 @@ class RolloutBatch:
     prompt_ids:     (B, Lp) long, left-padded prompts
     prompt_mask:    (B, Lp) bool
     response_ids:   (B, T) long, right-padded responses
-    response_mask:  (B, T) bool
+    response_mask:  (B, T) bool, the tokens the loss covers: the model's own tokens
+    context_mask:   (B, T) bool or None, every real response token: the model's and, in multi-turn trajectories,
+                    the observations between its turns (attended to, never in the loss: holes in response_mask);
+                    None = response_mask (single turn)
     rewards:        (B,) float
     group_ids:      (B,) long, the baseline group of each completion (prompt x optional metadata key)
     truncated:      (B,) bool, finished by max_new_tokens rather than EOS
@@ -46,13 +49,19 @@ class RolloutBatch:
     is_mode: str | None = None
     old_values: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+    context_mask: torch.Tensor | None = None
+
+    @property
+    def token_mask(self) -> torch.Tensor:
+        """(B, T) bool, the real response tokens (what the forward attends to)."""
+        return self.response_mask if self.context_mask is None else self.context_mask
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]
 
     def model_inputs(self, rows: torch.Tensor | slice, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
         """input_ids, attention_mask (rows, Lp' + T') trimmed to the rows' own padding, and T'."""
-        pmask, rmask = self.prompt_mask[rows], self.response_mask[rows]
+        pmask, rmask = self.prompt_mask[rows], self.token_mask[rows]
         lp = int(pmask.sum(-1).max())
         t = max(int(rmask.sum(-1).max()), 1)
         ids = torch.cat([self.prompt_ids[rows][:, -lp:], self.response_ids[rows][:, :t]], dim=1)
@@ -62,7 +71,7 @@ class RolloutBatch:
 
     def lengths(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(prompt lengths, response lengths) of the rows."""
-        return self.prompt_mask[rows].sum(-1), self.response_mask[rows].sum(-1)
+        return self.prompt_mask[rows].sum(-1), self.token_mask[rows].sum(-1)
 
     def packed_micro_batches(self, rows: torch.Tensor, rows_per_micro: int, device) -> list[tuple[torch.Tensor, Packed]]:
         """The sequences of ``rows`` packed into rows of C = the longest sequence's length (first-fit decreasing,
@@ -164,6 +173,8 @@ def build_batch(
     response_mask = torch.zeros((b, t), dtype=torch.bool)
     rollout_logp = torch.zeros((b, t), dtype=torch.float32)
     has_logprobs = all(len(c.logprobs) == len(c.token_ids) for c in flat)
+    multi_turn = any(c.loss_mask for c in flat)  # observation tokens: context, not loss
+    context_mask = response_mask.clone() if multi_turn else None
     for i, c in enumerate(flat):
         if c.prompt_ids:
             prompt_ids[i, lp - len(c.prompt_ids) :] = torch.tensor(c.prompt_ids)
@@ -171,6 +182,10 @@ def build_batch(
         if c.token_ids:
             response_ids[i, : len(c.token_ids)] = torch.tensor(c.token_ids)
             response_mask[i, : len(c.token_ids)] = True
+            if multi_turn:
+                context_mask[i, : len(c.token_ids)] = True
+                if c.loss_mask:
+                    response_mask[i, : len(c.token_ids)] = torch.tensor(c.loss_mask, dtype=torch.bool)
             if has_logprobs:
                 rollout_logp[i, : len(c.token_ids)] = torch.tensor(c.logprobs, dtype=torch.float32)
     return RolloutBatch(
@@ -182,4 +197,5 @@ def build_batch(
         group_ids=group_ids_for(examples, n, group_key),
         truncated=torch.tensor([c.finish_reason == "length" for c in flat]),
         rollout_logp=rollout_logp if has_logprobs else None,
+        context_mask=context_mask,
     )

@@ -41,6 +41,7 @@ from rlvr.data.sampler import make_sampler
 from rlvr.logging import MetricsLogger
 from rlvr.rewards import RewardScorer
 from rlvr.rollout import make_engine
+from rlvr.rollout.multi_turn import add_env_rewards, prompt_tools, trajectory_metrics
 from rlvr.trainer import guard, state as ckpt
 from rlvr.trainer.batch import build_batch
 from rlvr.trainer.learner import Learner, step_seed
@@ -70,9 +71,10 @@ def prompt_seeds(seed: int, step: int, first: int, count: int) -> list[int]:
             for k in range(first, first + count)]
 
 
-def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Path | None):
+def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Path | None, examples=None):
     """(learner, rollout engine, reward scorer), each with ``close()``: in this process, or as Ray actors with
-    distributed.backend: ray (the same methods; rlvr/distributed/). The learner starts from ``resume_from``."""
+    distributed.backend: ray (the same methods; rlvr/distributed/). The learner starts from ``resume_from``;
+    ``examples``: what a multi-turn environment resets from."""
     if cfg.distributed.backend == "ray":
         from rlvr.distributed.workers import start_ray_workers
 
@@ -89,7 +91,7 @@ def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Pa
         engine = RolloutProcess(for_workers(cfg, prompts), thread_split(cfg)[1], cfg.async_.start_timeout_s,
                                 cfg.async_.partial_rollout)
     else:
-        engine = make_engine(cfg, learner.model, tokenizer, device, dtype, prompts)
+        engine = make_engine(cfg, learner.model, tokenizer, device, dtype, prompts, examples=examples)
     r = cfg.reward
     scorer = RewardScorer(r.components, r.timeout_s, r.num_workers, memory_limit_mb=r.memory_limit_mb)
     return learner, engine, scorer
@@ -112,9 +114,10 @@ def render_prompts(cfg: RunConfig, tokenizer, *example_lists) -> None:
     for origin, prompt in prompts.items():
         check_template(prompt, [ex for ex in example_lists[0] if ex.origin == origin][:1], tokenizer)
     check_template(cfg.prompt, [ex for ex in example_lists[0] if ex.origin not in prompts][:1], tokenizer)
+    tools = prompt_tools(cfg)  # multi-turn with format chat_template: the template's tools=
     for examples in example_lists:
         for ex in examples:
-            ex.prompt = render_prompt(ex, prompts.get(ex.origin, cfg.prompt), tokenizer)
+            ex.prompt = render_prompt(ex, prompts.get(ex.origin, cfg.prompt), tokenizer, tools=tools)
 
 
 def correct_flags(cfg: RunConfig, results) -> list[bool]:
@@ -147,7 +150,7 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
         flat_ex = [ex for ex in examples for _ in range(r.n)]
         flat = [c for g in groups for c in g]
         extra = [{"completion_tokens": len(c.token_ids), "finish_reason": c.finish_reason} for c in flat]
-        results = scorer.score(flat_ex, [c.text for c in flat], extra)
+        results = add_env_rewards(scorer.score(flat_ex, [c.text for c in flat], extra), flat)  # multi-turn env
         seconds["rollout"] += t1 - t0
         seconds["reward"] += time.perf_counter() - t1
         for key, value in {**getattr(engine, "last_metrics", {}), **getattr(scorer, "last_metrics", {})}.items():
@@ -208,7 +211,8 @@ def completion_rows(cfg, step, examples, groups, results) -> list[dict[str, Any]
              "reward": x.score, "correct": ok, "components": x.components, "reason": x.reason,
              "extracted": x.extracted,
              "finish_reason": c.finish_reason, "tokens": len(c.token_ids), "version": c.version,
-             **({"segments": c.segments} if c.segments else {}), **({"source": ex.origin} if ex.origin else {})}
+             **({"segments": c.segments} if c.segments else {}), **({"turns": c.turns} if c.turns else {}),
+             **({"source": ex.origin} if ex.origin else {})}
             for (ex, c), x, ok in zip(flat, results, correct_flags(cfg, results))]
 
 
@@ -275,7 +279,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
             stack.callback(torch.set_num_threads, torch.get_num_threads())
             torch.set_num_threads(thread_split(cfg)[0])  # the cores the rollout process leaves
         learner, engine, scorer = start_workers(cfg, tokenizer, [ex.prompt for ex in examples + held_out],
-                                                resume_from)
+                                                resume_from, examples + held_out)
         for worker in (learner, engine, scorer):
             stack.callback(worker.close)
         if cfg.async_.max_staleness > 0:
@@ -349,6 +353,7 @@ def train_step(cfg: RunConfig, step: int, sampler, learner, engine, scorer, pipe
     # the next rollout samples from the new weights (async: the producer loads them, checked, when it is due)
     metrics.update(pipeline.push(step, learner) if pipeline is not None else engine.sync_weights(learner.policy))
     metrics.update(reward_metrics(cfg, batch, batch_examples, results))
+    metrics.update(trajectory_metrics(groups))  # multi-turn only: turns, tool calls and errors, observations
     metrics.update(update_metrics)
     counters["step"] = step
     counters["bad_streak"] = 0 if finite else counters["bad_streak"] + 1

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rlvr.rewards import sandbox
-from rlvr.rewards.sandbox import capabilities, run_command, run_program
+from rlvr.sandbox import process as sandbox
+from rlvr.sandbox import capabilities, run_command, run_program
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -212,7 +212,7 @@ def test_sandbox_dies_with_its_caller():
     import sys
 
     base = 1_900_000 + (os.getpid() % 1000) * 300  # a uid range of our own, so other runs cannot interfere
-    script = ("from rlvr.rewards.sandbox import run_program\n"
+    script = ("from rlvr.sandbox import run_program\n"
               "run_program('import time\\ntime.sleep(60)', timeout_s=60)\n")
     env = {**os.environ, "RLVR_SANDBOX_UID_BASE": str(base), "PYTHONPATH": os.getcwd()}
     caller = subprocess.Popen([sys.executable, "-c", script], env=env)

@@ -311,3 +311,36 @@ def test_async_one_step_off_with_vllm_in_the_rollout_process(tmp_path, tiny_mode
     assert all(m["time/weight_sync_s"] >= 0 for m in rows[1:])
     versions = {(r["step"], r["version"]) for r in map(json.loads, (run / "completions.jsonl").read_text().splitlines())}
     assert versions == {(1, 0), (2, 0), (3, 1)}
+
+
+def test_multi_turn_trajectories_on_vllm_match_the_trainers_recomputation(engine, policy, tmp_path):
+    """rollout.multi_turn over the vLLM engine: continue_ids from token ids with stop strings; the trainer's
+    forward over prompt + turns + observations gives the engine's log-probs of the model tokens."""
+    from rlvr.config import MultiTurnConfig
+    from rlvr.rollout.multi_turn import MultiTurnEngine
+    from rlvr.trainer.batch import build_batch
+    from rlvr.types import Example, RewardResult
+
+    model, tokenizer = policy
+    engine.sync_weights(model)
+    path = tmp_path / "echo_env.py"
+    path.write_text("class Echo:\n    def reset(self, example):\n        return ''\n"
+                    "    def step(self, action):\n        return '[obs]' + action[-3:] + '|', 0.0, False, {}\n")
+    multi = MultiTurnEngine(engine, tokenizer, MultiTurnConfig(env=f"{path}:Echo", max_turns=3, stop=["+", "12"]),
+                            examples={p: Example(p, "") for p in PROMPTS})
+    try:
+        groups = multi.generate(PROMPTS, 2, max_new_tokens=40, temperature=1.0, seeds=[1, 2, 3])
+    finally:
+        multi.env.close()
+    flat = [c for g in groups for c in g]
+    assert any(sum(1 for t in c.turns if t["role"] == "model") >= 2 for c in flat)
+    assert any(t.get("finish") == "stop" for c in flat for t in c.turns)
+    batch = build_batch([Example(p, "") for p in PROMPTS], groups, [RewardResult(0.0)] * len(flat),
+                        tokenizer.pad_token_id)
+    ids, mask, width = batch.model_inputs(torch.arange(len(batch)), torch.device("cpu"))
+    with torch.no_grad():
+        logp, _ = response_logprobs(model, ids, mask, width, temperature=1.0, chunk_size=64, with_entropy=False)
+    for i, c in enumerate(flat):
+        m = torch.tensor(c.loss_mask, dtype=torch.bool)
+        diff = (logp[i, : len(c.token_ids)][m] - torch.tensor(c.logprobs)[m]).abs()
+        assert diff.max() < MAX_TOL, (i, float(diff.max()))
