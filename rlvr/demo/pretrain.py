@@ -94,6 +94,16 @@ def _batch(tokenizer, rows: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.T
     return ids, mask, labels
 
 
+def supervised_step(model, opt, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> float:
+    """One cross-entropy step on (B, L) ids / mask / labels (-100 = not trained on), gradients clipped at norm 1."""
+    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
 def supervised_warmup(
     model,
     tokenizer,
@@ -135,13 +145,9 @@ def supervised_warmup(
             indices.extend(perm)
         ids, mask, labels = _batch(tokenizer, [rows[i] for i in indices[: cfg.batch_size]])
         del indices[: cfg.batch_size]
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = supervised_step(model, opt, ids, mask, labels)
         sched.step()
-        return loss.item()
+        return loss
 
     def dev_check(step: int) -> float:
         dev = evaluate(model, tokenizer, dev_rows, max_new_tokens=cfg.max_new_tokens)["pass@1"]

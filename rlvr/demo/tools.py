@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from rlvr.demo import task
-from rlvr.demo.pretrain import build_base
+from rlvr.demo.pretrain import build_base, supervised_step
 
 TOOL_BASE_VERSION = 1
 
@@ -105,12 +105,7 @@ def build_tool_base(cfg: ToolBaseConfig | None = None, rebuild: bool = False, ca
             pieces = tool_pieces(row["question"], row["answer"]) if rng.random() < cfg.tool_frac else \
                 [(flawed[i]["solution"], True)]
             batch.append({"question": row["question"], "pieces": pieces})
-        ids, mask, labels = _rows_batch(tokenizer, batch)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = supervised_step(model, opt, *_rows_batch(tokenizer, batch))
     model.eval()
     tmp = root / "tool_base.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
