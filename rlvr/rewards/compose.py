@@ -13,7 +13,8 @@ A component name is one of
 
 Combined result of one completion: ``score = sum_k weight_k * score_k``; ``components[display_name_k] = score_k``
 (unweighted); reason, extracted and details come from the FIRST component, and ``details["reasons"]`` holds
-every component's reason when there are several. Display names are the component names, with "#2", "#3" ...
+every component's reason when there are several (``details["component_details"]`` the other components'
+non-empty details, by display name). Display names are the component names, with "#2", "#3" ...
 appended when a name repeats.
 """
 
@@ -91,6 +92,9 @@ def combine(components: list[Component], per_component: list[list[RewardResult]]
         details = dict(first.details)
         if len(components) > 1:
             details["reasons"] = {c.display: r[i].reason for c, r in zip(components, per_component)}
+            later = {c.display: r[i].details for c, r in zip(components[1:], per_component[1:]) if r[i].details}
+            if later:  # e.g. a rubric judge's per-criterion verdicts when it is not the first component
+                details["component_details"] = later
         combined.append(RewardResult(score=finite(total) or 0.0, reason=first.reason, extracted=first.extracted,
                                      details=details, components=scores))
     return combined
