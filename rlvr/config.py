@@ -786,6 +786,11 @@ def _validate_batch_rewards(cfg: RunConfig) -> None:
     if a.advantage == "brpo" and "pairwise_judge" not in names:
         raise ConfigError("algorithm.advantage brpo takes the sign of a pairwise_judge outcome (+1 / -1 / 0 against "
                           "the group's reference); add a pairwise_judge reward component")
+    others = [c.name for c in cfg.reward.components if c.name != "pairwise_judge" and c.weight != 0]
+    if a.advantage == "brpo" and others:
+        raise ConfigError(f"algorithm.advantage brpo takes the sign of the pairwise_judge outcome; {others[0]!r} has "
+                          "a non-zero weight and would change that sign (and give the reference an advantage): "
+                          "set its weight to 0 (it is still logged) or use another advantage")
     if "pairwise_judge" in names and cfg.distributed.backend == "ray":
         raise ConfigError("pairwise_judge is a batch reward that runs in the trainer process, not yet in Ray reward "
                           "workers; use distributed.backend: none")

@@ -12,16 +12,17 @@ from rlvr.config import ConfigError, config_from_dict
 
 
 def test_brpo_is_the_sign_of_the_pairwise_outcome():
-    # group 0: reference (0), a win (+1), a loss (-1), a tie (0); group 1: a win plus a 0.1 format bonus, a loss
-    # plus 0.1, a tie plus 0.1 (the bonus breaks the tie), the reference
-    rewards = torch.tensor([0.0, 1.0, -1.0, 0.0, 1.1, -0.9, 0.1, 0.0])
-    mask = torch.tensor([[1, 1, 0]] * 8, dtype=torch.bool)
+    # group 0: reference (0), a win (+1), a loss (-1), a tie (0); group 1: reference, two wins, a loss;
+    # group 2: all ties (0): nothing; group 3: all-equal non-zero rewards: exactly 0 too
+    rewards = torch.tensor([0.0, 1.0, -1.0, 0.0, 0.0, 1.0, 1.0, -1.0, 0.0, 0.0, 0.7, 0.7])
+    mask = torch.tensor([[1, 1, 0]] * 12, dtype=torch.bool)
     mask[3, 1:] = False
-    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3])
     adv, metrics = ADVANTAGES.get("brpo")(rewards, mask, groups)
-    expected = torch.tensor([0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 1.0, 0.0])
+    expected = torch.tensor([0.0, 1.0, -1.0, 0.0, 0.0, 1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.0])
     assert torch.equal(adv, expected[:, None] * mask)
-    assert float(metrics["frac_ties"]) == pytest.approx(3 / 8)
+    assert float(metrics["frac_ties"]) == pytest.approx(7 / 12)
+    assert float(metrics["frac_zero_std_groups"]) == pytest.approx(2 / 4)
     # |r| <= eps is a tie
     adv, _ = ADVANTAGES.get("brpo")(torch.tensor([1e-9, -1e-9]), torch.ones(2, 1, dtype=torch.bool),
                                     torch.tensor([0, 0]), eps=1e-6)
@@ -57,6 +58,11 @@ def test_presets_and_their_checks():
     cfg = config_from_dict({**base, "algorithm": "writing_zero",
                             "reward": {"components": [{"name": "pairwise_judge"}]}})
     assert cfg.algorithm.advantage == "brpo"
+    with pytest.raises(ConfigError, match="'think_format' has a non-zero weight"):
+        config_from_dict({**base, "algorithm": "writing_zero",
+                          "reward": {"components": [{"name": "pairwise_judge"}, {"name": "think_format"}]}})
+    config_from_dict({**base, "algorithm": "writing_zero",
+                      "reward": {"components": [{"name": "think_format", "weight": 0}, {"name": "pairwise_judge"}]}})
     with pytest.raises(ConfigError, match="rollout.n >= 2"):
         config_from_dict({**base, "rollout": {"n": 1}, "reward": {"components": [{"name": "pairwise_judge"}]}})
     with pytest.raises(ConfigError, match="Ray reward workers"):
