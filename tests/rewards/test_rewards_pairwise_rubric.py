@@ -55,8 +55,8 @@ def test_pairwise_outcomes_against_the_seeded_reference():
                 for i, t in enumerate(texts)]
     assert [r.score for r in out] == expected
     assert out[ref].details["brpo_reference"] and out[ref].reason == "brpo reference"
-    assert {r.reason for i, r in enumerate(out) if i != ref} <= {"better than the reference", "worse than the reference",
-                                                                "tied with the reference"}
+    words = {"better than the reference", "worse than the reference", "tied with the reference"}
+    assert {r.reason for i, r in enumerate(out) if i != ref} <= words
 
 
 def test_both_orders_cancel_a_position_biased_judge():
