@@ -14,7 +14,7 @@ It is the place for rewards that need
 It returns one RewardResult per completion, in batch order, and must not raise for a bad completion (an
 exception still becomes score 0 with the reason for the whole batch, logged). Unlike worker verifiers there
 is no process isolation: no memory limit, no hard kill; a reward that calls out (HTTP) bounds its own time
-by ``timeout_s`` (reward.timeout_s).
+by ``timeout_s`` (the component's ``params.timeout_s``, else reward.timeout_s).
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ def call_batch_reward(name: str, batch: ScoreBatch, policy: PolicyContext | None
         if name in BATCH_REWARDS.policy_rewards and policy is None:
             raise RuntimeError(f"the {name!r} reward needs the policy, and none was attached to the scorer "
                                "(RewardScorer.attach_policy); it runs in the trainer process only")
-        out = BATCH_REWARDS.get(name)(batch, policy, timeout_s=timeout_s, **params)
+        params = dict(params)  # a component's own params.timeout_s overrides reward.timeout_s
+        out = BATCH_REWARDS.get(name)(batch, policy, timeout_s=float(params.pop("timeout_s", timeout_s)), **params)
         if len(out) != n:
             raise RuntimeError(f"returned {len(out)} results for {n} completions")
     except Exception as err:  # noqa: BLE001 - a reward must never crash training

@@ -119,8 +119,8 @@ def test_pairwise_judge_through_the_scorer_and_the_loop_seeds():
     texts = ["x", "xx", "xxx", "yyy", "y", "yy"]
     extra = [{"sample_seed": 11}] * 3 + [{"sample_seed": 12}] * 3
     with JudgeServer(prefers_shorter) as judge, \
-            RewardScorer([{"name": "pairwise_judge", "params": {"base_url": judge.url, **FAST}}], timeout_s=10,
-                         num_workers=1) as scorer:
+            RewardScorer([{"name": "pairwise_judge", "params": {"base_url": judge.url, "timeout_s": 5, **FAST}}],
+                         timeout_s=10, num_workers=1) as scorer:
         first = scorer.score(examples, texts, extra)
         again = scorer.score(examples, texts, extra)
     assert [r.score for r in first] == [r.score for r in again]  # the same seeds pick the same references
