@@ -223,6 +223,10 @@ class AlgorithmConfig:
     entropy_top_frac: float = 1.0  # forking tokens: keep pg loss on the top fraction by entropy; 1 = all
     dynamic_sampling: bool = False  # drop zero-variance groups and sample more until the batch is full
     max_sample_batches: int = 10
+    # RLPR's prompt filter: drop groups whose reward std < std_filter_beta x EMA(std) (decay std_filter_ema)
+    std_filter: bool = False
+    std_filter_beta: float = 0.5
+    std_filter_ema: float = 0.99
     overlong_filter: bool = False  # mask truncated completions out of the loss
     logprob_chunk: int = 1024  # tokens per chunk for log-prob / entropy computation
     # off-policy correction for a sampler other than the trainer (vLLM): none | token_truncate | token_mask |
@@ -759,9 +763,10 @@ def validate(cfg: RunConfig) -> None:
     if cfg.data.max_prompt_tokens < 0:
         raise ConfigError(f"data.max_prompt_tokens must be >= 0 (0 = the model's context minus "
                           f"rollout.max_new_tokens), got {cfg.data.max_prompt_tokens}")
-    from rlvr.rewards import VERIFIERS
+    from rlvr.rewards import BATCH_REWARDS, VERIFIERS
 
     _registered("data.verifier", cfg.data.verifier, VERIFIERS)
+    _validate_batch_rewards(cfg)
 
     for i, comp in enumerate(cfg.reward.components):
         key = f"reward.components[{i}].name"
@@ -775,7 +780,7 @@ def validate(cfg: RunConfig) -> None:
             if "in_process" in (comp.params or {}) and not isinstance(comp.params["in_process"], bool):
                 raise ConfigError(f"reward.components[{i}].params.in_process: expected true or false, "
                                   f"got {comp.params['in_process']!r}")
-        elif comp.name != "auto":
+        elif comp.name != "auto" and comp.name not in BATCH_REWARDS:
             _registered(key, comp.name, VERIFIERS)
         fmt = (comp.params or {}).get("answer_format")
         if fmt is not None:
@@ -822,6 +827,52 @@ def _validate_multi_turn(cfg: RunConfig) -> None:
     if cfg.distributed.backend != "none" or cfg.async_.max_staleness > 0:
         raise ConfigError("rollout.multi_turn runs in the trainer's process for now: it needs distributed.backend: "
                           "none and async.max_staleness: 0")
+
+
+def _validate_batch_rewards(cfg: RunConfig) -> None:
+    """Batch rewards (rlpr, pairwise_judge: rlvr.rewards.batch), brpo and the RLPR std filter."""
+    from rlvr.rewards import BATCH_REWARDS
+
+    a, names = cfg.algorithm, [c.name for c in cfg.reward.components]
+    for i, name in enumerate(names):
+        if name in BATCH_REWARDS.policy_rewards:
+            where = ("distributed.backend: ray (the policy lives on the trainer ranks, the scorer in reward workers)"
+                     if cfg.distributed.backend == "ray" else
+                     "async.max_staleness > 0 (the scorer runs beside updates that change the policy)"
+                     if cfg.async_.max_staleness > 0 else "")
+            if cfg.rollout.multi_turn.enabled:
+                raise ConfigError(f"reward.components[{i}]: {name!r} re-scores the completion text with the policy, "
+                                  "which a multi-turn trajectory's tool observations would enter; it does not run "
+                                  "with rollout.multi_turn yet")
+            if where:
+                raise ConfigError(f"reward.components[{i}]: {name!r} scores with the policy in the trainer process "
+                                  f"and does not run with {where}; use the synchronous single-process loop")
+        if name == "pairwise_judge" and cfg.rollout.n < 2:
+            raise ConfigError(f"reward.components[{i}]: pairwise_judge compares completions of the same prompt; "
+                              f"rollout.n = {cfg.rollout.n} gives none to compare: use rollout.n >= 2")
+    if a.advantage == "brpo" and "pairwise_judge" not in names:
+        raise ConfigError("algorithm.advantage brpo takes the sign of a pairwise_judge outcome (+1 / -1 / 0 against "
+                          "the group's reference); add a pairwise_judge reward component")
+    others = [c.name for c in cfg.reward.components if c.name != "pairwise_judge" and c.weight != 0]
+    if a.advantage == "brpo" and others:
+        raise ConfigError(f"algorithm.advantage brpo takes the sign of the pairwise_judge outcome; {others[0]!r} has "
+                          "a non-zero weight and would change that sign (and give the reference an advantage): "
+                          "set its weight to 0 (it is still logged) or use another advantage")
+    if "pairwise_judge" in names and cfg.distributed.backend == "ray":
+        raise ConfigError("pairwise_judge is a batch reward that runs in the trainer process, not yet in Ray reward "
+                          "workers; use distributed.backend: none")
+    if a.std_filter:
+        if not (a.std_filter_beta > 0 and math.isfinite(a.std_filter_beta)):
+            raise ConfigError(f"algorithm.std_filter_beta must be a finite number > 0 (RLPR: 0.5), got "
+                              f"{a.std_filter_beta}")
+        if not 0 <= a.std_filter_ema < 1:
+            raise ConfigError(f"algorithm.std_filter_ema must be in [0, 1) (RLPR: 0.99), got {a.std_filter_ema}")
+        if cfg.rollout.n < 2:
+            raise ConfigError("algorithm.std_filter compares each group's reward std with its running mean; "
+                              f"rollout.n = {cfg.rollout.n} has no std: use rollout.n >= 2")
+        if cfg.async_.max_staleness > 0:
+            raise ConfigError("algorithm.std_filter keeps its running std in the synchronous loop's counters; it "
+                              "does not run with async.max_staleness > 0 yet")
 
 
 def _validate_async(cfg: RunConfig) -> None:

@@ -150,3 +150,9 @@ def test_rollout_n_1_message_says_what_the_advantage_would_do(advantage):
 def test_rollout_n_1_with_a_group_key_pools_prompts_and_is_allowed():
     cfg = config_from_dict(BASE, ["rollout.n=1", "algorithm.group_key=task"])
     assert cfg.rollout.n == 1 and cfg.algorithm.group_key == "task"
+
+
+def test_rlpr_is_refused_with_multi_turn_trajectories():
+    with pytest.raises(ConfigError, match="does not run with rollout.multi_turn"):
+        config_from_dict({"reward": {"components": [{"name": "rlpr"}]},
+                          "rollout": {"multi_turn": {"tools": ["calculator"]}}})

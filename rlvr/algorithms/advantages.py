@@ -212,3 +212,28 @@ def reinforce_pp_baseline(
     centred = _broadcast(rewards.detach().to(mean.dtype) - mean, response_mask)
     adv = masked_whiten(centred, response_mask, eps=eps).to(_out_dtype(rewards))
     return adv, _metrics(adv, response_mask, zero_std)
+
+
+@ADVANTAGES.register("brpo")
+def brpo(rewards: Tensor, response_mask: Tensor, group_ids: Tensor, *, eps: float = 1e-6,
+         **_) -> tuple[Tensor, dict[str, Tensor]]:
+    """BRPO: A_i = sign(r_i) on every token (+1 / -1; 0 where |r_i| <= eps or i's group is all-equal).
+
+    Bootstrapped Relative Policy Optimization, Jia et al. 2025, "Writing-Zero" (arXiv:2506.00103): per group one
+    completion is the temporary reference and a pairwise judge compares each other completion with it; the +-1
+    outcome is the advantage of the usual clipped update (no group mean or std). The comparison happens when
+    scoring: the ``pairwise_judge`` reward picks the reference (seeded, rlvr.rewards.pairwise) and gives
+    r_i = +1 / -1 / 0 (0 for ties, failed comparisons and the reference itself), so this estimator takes the
+    sign. Config validation requires that reward, with every other component at weight 0 (another component
+    would move the reference off 0). An all-equal group gets exactly 0, as in every estimator here (with the
+    judge's rewards that group is all ties anyway).
+    rewards (B,), response_mask (B, T), group_ids (B,) -> advantages (B, T); ``frac_ties`` = share with A_i = 0.
+    """
+    r = rewards.detach().to(torch.float64)
+    _m, _s, _n, zero_std = group_stats(rewards, group_ids)
+    flat = zero_std[torch.unique(group_ids, return_inverse=True)[1]]  # (B,) whether i's group is all-equal
+    sign = torch.where((r.abs() <= eps) | flat, torch.zeros_like(r), torch.sign(r))
+    adv = _broadcast(sign.to(_out_dtype(rewards)), response_mask)
+    metrics = _metrics(adv, response_mask, zero_std)
+    metrics["frac_ties"] = (sign == 0).float().mean().detach() if sign.numel() else adv.new_zeros(())
+    return adv, metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -33,3 +34,26 @@ def overlong_mask(response_mask: Tensor, truncated: Tensor) -> Tensor:
     False on truncated rows.  (DAPO's *soft overlong punishment* is a reward, see rlvr.rewards.)
     """
     return response_mask.bool() & ~truncated.bool()[:, None]
+
+
+def std_ema_filter(rewards: Tensor, ema: float | None, beta: float = 0.5,
+                   decay: float = 0.99) -> tuple[Tensor, float]:
+    """RLPR's prompt filter (Yu et al. 2025, arXiv:2506.18254): drop groups whose reward std is small relative to a
+    running average of the std.
+
+        s_p     = unbiased std of group p's G rewards                      (float64)
+        ema'    = mean_p s_p                           on the first batch (ema None)
+                = decay * ema + (1 - decay) * mean_p s_p   after
+        keep_p  = s_p >= beta * ema'
+
+    rewards: (P, G); ema: the running value before this batch (None: none yet). Returns keep (P,) bool and ema'.
+    The threshold includes this batch (so the first batch is filtered against its own mean std). A group of one
+    has std 0. It composes with dynamic sampling (``zero_variance_groups``): the trainer keeps a group only if
+    both keep it. Paper values: beta 0.5, decay 0.99.
+    """
+    r = rewards.detach().to(torch.float64)
+    std = r.std(dim=-1, unbiased=True) if r.shape[-1] > 1 else torch.zeros(r.shape[0], dtype=torch.float64)
+    std = torch.where(all_equal_groups(r), torch.zeros_like(std), std)  # exact 0 for an all-equal group
+    batch_mean = float(std.mean()) if std.numel() else 0.0
+    new_ema = batch_mean if ema is None else decay * float(ema) + (1.0 - decay) * batch_mean
+    return std >= beta * new_ema, new_ema

@@ -179,3 +179,19 @@ PRESETS.register(
     "defaults for outcome rewards), advantages whitened over the batch, clip 0.2, token-mean, no KL (add kl_coef "
     "with kl_in: reward for the per-token KL penalty). Needs critic.path or critic.shared: true.",
 )
+
+PRESETS.register(
+    "writing_zero",
+    {**_GRPO, "advantage": "brpo"},
+    doc="Writing-Zero BRPO (arXiv:2506.00103): advantage = the +-1 outcome of a pairwise judge against a seeded "
+    "random reference completion of the group (0 for ties and the reference), PPO clip 0.2, token-mean, no KL. "
+    "Needs a pairwise_judge reward component (it picks the reference and asks the judge).",
+)
+
+PRESETS.register(
+    "rlpr",
+    {**_GRPO, "std_filter": True, "std_filter_beta": 0.5, "std_filter_ema": 0.99},
+    doc="RLPR (arXiv:2506.18254): GRPO advantages with the std-EMA prompt filter (drop groups whose reward std < "
+    "0.5 x EMA_0.99(std)); pair it with the rlpr reward component. Only the filter and the reward are the paper's; "
+    "the rest of its recipe (optimiser settings, clip values, KL) is not reproduced.",
+)

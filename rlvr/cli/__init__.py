@@ -1,4 +1,4 @@
-"""The `rlvr` command: train | config show | list | verify | eval | compare | generate | data | demo."""
+"""The `rlvr` command: train | config show | list | verify | eval | compare | generate | data | demo | serve."""
 
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ def list_registries() -> None:
         ("loss aggregations", algorithms.AGGREGATIONS),
         ("KL estimators", algorithms.KL_ESTIMATORS),
         ("verifiers", rewards.VERIFIERS),
+        ("batch rewards (trainer process)", rewards.BATCH_REWARDS),
         ("data sources", data.SOURCES),
         ("multi-turn tools", TOOLS),
     ]
@@ -100,6 +101,7 @@ def _register_commands() -> None:
     from rlvr.cli.demo import demo_command
     from rlvr.cli.eval import compare_command, eval_command
     from rlvr.cli.generate import generate_command
+    from rlvr.cli.serve import serve_command
     from rlvr.cli.verify import verify_command
 
     app.command("verify")(verify_command)
@@ -108,6 +110,7 @@ def _register_commands() -> None:
     # extra args: the key=value pairs after --rast (`--rast base_small=A rl_small=B alpha=1.0`)
     app.command("generate", context_settings={"allow_extra_args": True})(generate_command)
     app.command("demo")(demo_command)
+    app.command("serve")(serve_command)
     app.add_typer(data_app, name="data")
 
 

@@ -10,9 +10,11 @@ See docs/rewards.md.
 """
 
 from rlvr.rewards.base import VERIFIERS, call_verifier
+from rlvr.rewards.batch import BATCH_REWARDS  # noqa: E402
 
 # every verifier module, imported for its @VERIFIERS.register side effect
 from rlvr.rewards import math, mcqa, table, format, length, reasoning_gym  # noqa: E402,F401
+from rlvr.rewards import rlpr, pairwise, rubric  # noqa: E402,F401 - batch rewards and the rubric judge
 
 from rlvr.rewards.compose import Component, combine, resolve_components  # noqa: E402
 from rlvr.rewards.scorer import RewardScorer, WorkerPool  # noqa: E402
@@ -20,6 +22,7 @@ from rlvr.rewards.user import call_user_function, load_user_function  # noqa: E4
 
 __all__ = [
     "VERIFIERS",
+    "BATCH_REWARDS",
     "RewardScorer",
     "WorkerPool",
     "Component",

@@ -98,20 +98,34 @@ def parse_score(reply: str, parser: str = "number", max_score: float = 10.0) -> 
 
 
 def chat(url: str, payload: dict, *, api_key: str | None, timeout_s: float, retries: int, backoff_s: float,
-         concurrency: int) -> str:
-    """POST ``payload`` and return ``choices[0].message.content``; raises JudgeError after the retries."""
+         concurrency: int, deadline: float | None = None) -> str:
+    """POST ``payload`` and return ``choices[0].message.content``; raises JudgeError after the retries.
+
+    deadline: a ``time.monotonic()`` time by which the attempts (and the backoff sleeps between them) must end:
+    each attempt's timeout is cut to what is left, and no attempt starts after it (None = no overall bound)."""
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     last = "no attempt"
+    attempts = 0
+    start = time.monotonic()
     for attempt in range(int(retries) + 1):
         if attempt:
-            time.sleep(backoff_s * 2 ** (attempt - 1) * (1 + 0.1 * random.random()))
+            pause = backoff_s * 2 ** (attempt - 1) * (1 + 0.1 * random.random())
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                break
+            time.sleep(pause)
+        limit = timeout_s
+        if deadline is not None:
+            limit = min(timeout_s, deadline - time.monotonic())
+            if limit <= 0.01:
+                break
+        attempts += 1
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
             with _semaphore(url, int(concurrency)):
-                with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                with urllib.request.urlopen(request, timeout=limit) as response:
                     data = json.loads(response.read().decode("utf-8", "replace"))
         except urllib.error.HTTPError as err:
             detail = err.read()[:200].decode("utf-8", "replace") if err.fp else ""
@@ -120,10 +134,10 @@ def chat(url: str, payload: dict, *, api_key: str | None, timeout_s: float, retr
                 continue
             raise JudgeError(last) from None
         except (TimeoutError, socket.timeout):
-            last = f"timeout after {timeout_s:g}s"
+            last = f"timeout after {limit:.3g}s"
             continue
         except urllib.error.URLError as err:
-            last = f"timeout after {timeout_s:g}s" if isinstance(err.reason, (TimeoutError, socket.timeout)) \
+            last = f"timeout after {limit:.3g}s" if isinstance(err.reason, (TimeoutError, socket.timeout)) \
                 else f"connection error: {err.reason}"
             continue
         except (json.JSONDecodeError, ConnectionError, OSError) as err:
@@ -134,7 +148,8 @@ def chat(url: str, payload: dict, *, api_key: str | None, timeout_s: float, retr
         except (KeyError, IndexError, TypeError):
             raise JudgeError(f"response has no choices[0].message.content: {str(data)[:200]}") from None
         return content if isinstance(content, str) else str(content)
-    raise JudgeError(f"{last} (after {int(retries) + 1} attempts)")
+    within = f" within {deadline - start:.3g}s" if deadline is not None else ""
+    raise JudgeError(f"{last} (after {attempts} attempt{'s' if attempts != 1 else ''}{within})")
 
 
 @VERIFIERS.register("judge")

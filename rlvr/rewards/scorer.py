@@ -17,6 +17,8 @@ is the component's ``params.timeout_s`` (else timeout_s) and is enforced by the 
 raises, hangs or kills its worker, every item of the batch scores 0 with the reason. A component with
 ``params: {in_process: true}`` runs in the trainer process instead (a model-based reward that needs the
 trainer's GPU / objects): a thread with a timeout, no memory limit, no protection from os._exit or a segfault.
+Batch rewards (rlvr.rewards.batch: ``rlpr``, ``pairwise_judge``) run in this process too, once per ``score``
+call with the whole batch grouped by prompt; the model-based ones use the policy given by ``attach_policy``.
 
 The pool (``WorkerPool``) is a handful of plain ``python -c`` subprocesses talking pickles over pipes, not
 multiprocessing: no re-import of the user's ``__main__`` (no ``if __name__ == "__main__"`` guard needed), no
@@ -46,8 +48,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from rlvr.config import RewardComponentConfig
 from rlvr.rewards.base import VERIFIERS, as_bool, call_verifier
+from rlvr.rewards.batch import BATCH_REWARDS, PolicyContext, ScoreBatch, call_batch_reward
 from rlvr.rewards.compose import Component, combine, resolve_components
 from rlvr.rewards.user import call_user_function, is_user_spec, load_user_function
 from rlvr.types import Example, RewardResult
@@ -358,7 +360,7 @@ class RewardScorer:
     memory_limit_mb: RLIMIT_AS of each worker (0 = none)
     """
 
-    def __init__(self, components: list[RewardComponentConfig], timeout_s: float = 10.0, num_workers: int = 0,
+    def __init__(self, components: list, timeout_s: float = 10.0, num_workers: int = 0,
                  memory_limit_mb: int = 4096):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -366,7 +368,18 @@ class RewardScorer:
         self.timeout_s = float(timeout_s)
         self.pool = WorkerPool(num_workers, timeout_s, memory_limit_mb)
         self._user_fns: dict[str, Any] = {}
+        self.policy: PolicyContext | None = None
         _LIVE.add(self)
+
+    @property
+    def needs_policy(self) -> bool:
+        """Whether a component (``rlpr``) scores with the policy: the trainer then calls ``attach_policy``."""
+        return any(c.kind == "batch" and c.name in BATCH_REWARDS.policy_rewards for c in self.components)
+
+    def attach_policy(self, model, tokenizer, device, add_special_tokens: bool = True) -> None:
+        """Give model-based batch rewards the policy they score with (the trainer's live module: rewards see
+        the weights of the step that sampled, since scoring happens before the update)."""
+        self.policy = PolicyContext(model, tokenizer, device, add_special_tokens)
 
     # -- public ------------------------------------------------------------------------------------------
 
@@ -391,7 +404,12 @@ class RewardScorer:
         pool_items: list[Item] = []
         pool_slots: list[tuple[int, int]] = []
         user_calls: dict[tuple[int, str], list[int]] = {}
+        batch = None
         for k, comp in enumerate(self.components):
+            if comp.kind == "batch":  # the whole batch at once, in this process (rlvr.rewards.batch)
+                batch = batch or ScoreBatch(list(examples), completions, metadata)
+                per_component[k] = call_batch_reward(comp.name, batch, self.policy, comp.params, self.timeout_s)
+                continue
             for i, ex in enumerate(examples):
                 name = ex.verifier if comp.kind == "auto" else comp.name
                 if comp.kind == "user" or is_user_spec(name):

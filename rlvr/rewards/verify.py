@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-from rlvr.config import RewardComponentConfig
 from rlvr.rewards.scorer import RewardScorer
 from rlvr.types import Example, RewardResult
 
@@ -76,7 +75,7 @@ def verify_rows(rows: list[dict[str, Any]], reward: str = "auto", params: dict[s
                 timeout_s: float = 10.0, num_workers: int = 0) -> list[RewardResult]:
     """Score every row's completion with one reward component (unknown names raise KeyError with a hint)."""
     examples = [row_to_example(r, i) for i, r in enumerate(rows)]
-    component = RewardComponentConfig(name=reward, weight=1.0, params=dict(params or {}))
+    component = {"name": reward, "weight": 1.0, "params": dict(params or {})}
     with RewardScorer([component], timeout_s=timeout_s, num_workers=num_workers) as scorer:
         return scorer.score(examples, [str(r["completion"]) for r in rows])
 

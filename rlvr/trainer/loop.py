@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from transformers.utils import logging as transformers_logging
 
-from rlvr.algorithms.filters import all_equal_groups, zero_variance_groups
+from rlvr.algorithms.filters import all_equal_groups, std_ema_filter, zero_variance_groups
 from rlvr.algorithms.kl import adaptive_kl_coef
 from rlvr.config import RunConfig, source_name, to_dict, to_yaml
 from rlvr.data import check_template, load_examples, render_prompt
@@ -94,6 +94,8 @@ def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Pa
         engine = make_engine(cfg, learner.model, tokenizer, device, dtype, prompts, examples=examples)
     r = cfg.reward
     scorer = RewardScorer(r.components, r.timeout_s, r.num_workers, memory_limit_mb=r.memory_limit_mb)
+    if scorer.needs_policy:  # a model-based reward (rlpr) scores with the live policy, in this process
+        scorer.attach_policy(learner.model, tokenizer, device, add_special_tokens=not cfg.prompt.chat_template)
     return learner, engine, scorer
 
 
@@ -127,9 +129,11 @@ def correct_flags(cfg: RunConfig, results) -> list[bool]:
 
 
 def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
-                  generate=None) -> tuple[list, list, list, dict[str, float]]:
+                  generate=None, counters: dict | None = None) -> tuple[list, list, list, dict[str, float]]:
     """P prompts x G completions, scored. With dynamic sampling (DAPO), groups whose rewards all agree are
-    dropped and more prompts are sampled until P groups are kept or ``max_sample_batches`` is reached.
+    dropped and more prompts are sampled until P groups are kept or ``max_sample_batches`` is reached; with
+    algorithm.std_filter (RLPR) so are groups whose reward std is below beta x its running mean (kept in
+    ``counters["std_ema"]``, checkpointed with the counters).
     ``generate``: what samples (default engine.generate; the async producer's resumes partial rollouts)."""
     generate = generate or engine.generate
     r, a = cfg.rollout, cfg.algorithm
@@ -138,7 +142,9 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
     seconds = {"rollout": 0.0, "reward": 0.0}
     all_rewards: list[float] = []
     workers: dict[str, float] = {}  # Ray workers' timings and restarts (engine / scorer .last_metrics)
-    while len(kept_ex) < r.prompts_per_step and batches < (a.max_sample_batches if a.dynamic_sampling else 1):
+    std_dropped = 0
+    refill = a.dynamic_sampling or a.std_filter
+    while len(kept_ex) < r.prompts_per_step and batches < (a.max_sample_batches if refill else 1):
         examples = sampler.next_batch()
         seeds = prompt_seeds(cfg.trainer.seed, step, drawn, len(examples))
         drawn += len(examples)
@@ -149,7 +155,8 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
         t1 = time.perf_counter()
         flat_ex = [ex for ex in examples for _ in range(r.n)]
         flat = [c for g in groups for c in g]
-        extra = [{"completion_tokens": len(c.token_ids), "finish_reason": c.finish_reason} for c in flat]
+        extra = [{"completion_tokens": len(c.token_ids), "finish_reason": c.finish_reason, "sample_seed": seeds[p]}
+                 for p, g in enumerate(groups) for c in g]  # sample_seed: pairwise_judge's reference draw
         results = add_env_rewards(scorer.score(flat_ex, [c.text for c in flat], extra), flat)  # multi-turn env
         seconds["rollout"] += t1 - t0
         seconds["reward"] += time.perf_counter() - t1
@@ -161,6 +168,11 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
         sampler.observe(examples, correct.mean(axis=1).tolist())  # curricula (weakness, skip_solved) learn here
         rewards = torch.tensor([x.score for x in results]).view(len(examples), r.n)
         keep = zero_variance_groups(rewards) if a.dynamic_sampling else torch.ones(len(examples), dtype=torch.bool)
+        if a.std_filter:  # RLPR: composes with dynamic sampling (a group is kept when both keep it)
+            wide, counters["std_ema"] = std_ema_filter(rewards, counters.get("std_ema"), a.std_filter_beta,
+                                                       a.std_filter_ema)
+            std_dropped += int((keep & ~wide).sum())
+            keep = keep & wide
         for p in range(len(examples)):
             if keep[p] and len(kept_ex) < r.prompts_per_step:
                 kept_ex.append(examples[p])
@@ -173,6 +185,8 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
                "sampling/batches": float(batches), "sampling/groups_dropped": float(dropped),
                "sampling/groups_kept": float(len(kept_ex)),
                "sampling/reward_mean_all": float(np.mean(all_rewards)),  # before filtering: unbiased
+               **({"sampling/std_filtered": float(std_dropped), "sampling/std_ema": counters["std_ema"]}
+                  if a.std_filter else {}),
                **workers, **sampler.metrics()}
     return kept_ex, kept_comp, kept_res, metrics
 
@@ -209,7 +223,7 @@ def completion_rows(cfg, step, examples, groups, results) -> list[dict[str, Any]
     flat = [(ex, c) for ex, g in zip(examples, groups) for c in g]
     return [{"step": step, "index": ex.index, "prompt": ex.prompt, "completion": c.text, "answer": ex.answer,
              "reward": x.score, "correct": ok, "components": x.components, "reason": x.reason,
-             "extracted": x.extracted,
+             "extracted": x.extracted, **({"details": x.details} if x.details else {}),
              "finish_reason": c.finish_reason, "tokens": len(c.token_ids), "version": c.version,
              **({"segments": c.segments} if c.segments else {}), **({"turns": c.turns} if c.turns else {}),
              **({"source": ex.origin} if ex.origin else {})}
@@ -237,6 +251,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     (out / "config.yaml").write_text(to_yaml(cfg))  # the resolved config, for `rlvr data select` and readers
     sampler = make_sampler(cfg.data, examples, cfg.rollout.prompts_per_step, t.seed)  # uniform | weakness | mixture
     counters = {"step": 0, "kl_coef": a.kl_coef, "bad_streak": 0, "best_reward": -math.inf, "since_best": 0,
+                "std_ema": None,  # algorithm.std_filter: the running mean of group reward stds
                 "reference_reset": False}
     resume_from = ckpt.find_resume(out, cfg.checkpoint.resume)
     saved_async = None  # an async run's sampled batches not trained on yet (rlvr/trainer/pipeline.py)
@@ -343,7 +358,8 @@ def train_step(cfg: RunConfig, step: int, sampler, learner, engine, scorer, pipe
     if pipeline is not None:
         batch_examples, groups, results, metrics = pipeline.next_batch(step)
     else:
-        batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer, step)
+        batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer, step,
+                                                                 counters=counters)
     batch = build_batch(batch_examples, groups, results, tokenizer.pad_token_id, a.group_key)
     if pipeline is None:
         engine.sleep()  # vLLM sleep mode (GPU): its KV cache is freed during the update

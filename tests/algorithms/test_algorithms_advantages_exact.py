@@ -96,7 +96,7 @@ def test_group_of_size_1(dtype):
         rewards = torch.tensor([v], dtype=dtype)
         for key, (name, kwargs) in ESTIMATORS:
             adv, m = _call(name, kwargs, rewards, mask, groups)
-            if name in BATCH_WHITENED:
+            if name in BATCH_WHITENED or name == "brpo":  # brpo: a lone completion has nothing to be compared with
                 assert (adv == 0).all(), key
             else:
                 std_div = name == "grpo" and kwargs["norm_by_std"] and kwargs["scale"] != "none"
@@ -167,6 +167,9 @@ def _reference(name, kwargs, rewards, groups, lengths):
             a = centred * (n / (n - 1) if n > 1 else 1.0)
         elif _batch_baseline(name):  # no KL, V = 0: the return is R on every valid token, no group baseline
             a = x
+        elif name == "brpo":  # the sign of the pairwise outcome; 0 in an all-equal group (size 1 included)
+            flat = len({r[k] for k in range(len(r)) if g[k] == g[i]}) == 1
+            a = 0.0 if flat or abs(x) <= eps else math.copysign(1.0, x)
         else:  # grpo without std, dr_grpo, reinforce_pp_baseline
             a = centred
         per_seq.append(Fraction(a))

@@ -16,6 +16,8 @@ def test_preset_is_valid(name):
     assert set(preset) <= FIELDS, set(preset) - FIELDS
     assert PRESETS.summary(name)  # a one-line doc for `rlvr list`
     needs = ["critic.shared=true"] if preset.get("advantage") == "gae" else []  # ppo: a critic
+    if preset.get("advantage") == "brpo":  # writing_zero: a pairwise judge
+        needs.append("reward.components=[{name: pairwise_judge}]")
     cfg = load_config(None, [f"algorithm={name}", "algorithm.agg_norm_len=64", *needs])
     a = cfg.algorithm
     assert a.advantage in ADVANTAGES and a.loss in POLICY_LOSSES and a.agg in AGGREGATIONS

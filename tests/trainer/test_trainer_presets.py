@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from rlvr.algorithms import PRESETS
 from rlvr.config import config_from_dict
 from rlvr.trainer import train
+from tests.rewards.judge_servers import JudgeServer, prefers_shorter
 
 from .test_trainer_loop import make_cfg, weights
 
@@ -22,10 +24,17 @@ def test_preset_trains_and_updates(tmp_path, tiny_model_dir, arithmetic_jsonl, p
     if PRESETS.get(preset).get("ref_reset_every"):
         overrides["ref_reset_every"] = 1  # exercise the reset inside a 2-step run
     critic = {"shared": True} if PRESETS.get(preset).get("advantage") == "gae" else {}  # ppo: a value head
+    extra = {}
+    judge = nullcontext()
+    if PRESETS.get(preset).get("advantage") == "brpo":  # writing_zero: a pairwise judge on localhost
+        judge = JudgeServer(prefers_shorter)
+        extra["reward"] = {"components": [{"name": "pairwise_judge",
+                                           "params": {"base_url": judge.url, "retries": 0}}], "num_workers": 1}
     cfg = config_from_dict(make_cfg(tmp_path, tiny_model_dir, arithmetic_jsonl, algorithm=overrides,
                                     trainer={"steps": 2, "lr": 1e-3, "micro_batch_size": 16},
-                                    checkpoint={"every": 0, "keep": 1}, critic=critic))
-    train(cfg)
+                                    checkpoint={"every": 0, "keep": 1}, critic=critic, **extra))
+    with judge:
+        train(cfg)
     lines = [json.loads(x) for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2]
     assert all(x["skipped"] == 0.0 and math.isfinite(x["loss"]) and x["grad_norm"] > 0 for x in lines)
