@@ -152,6 +152,13 @@ def chat(url: str, payload: dict, *, api_key: str | None, timeout_s: float, retr
     raise JudgeError(f"{last} (after {attempts} attempt{'s' if attempts != 1 else ''}{within})")
 
 
+def judge_payload(model: str, prompt: str, system_prompt: str = "", max_tokens: int = 512) -> dict[str, Any]:
+    """The chat-completions request of one judge prompt (temperature 0, an optional system message)."""
+    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
+        [{"role": "user", "content": prompt}]
+    return {"model": model, "messages": messages, "temperature": 0, "max_tokens": int(max_tokens)}
+
+
 @VERIFIERS.register("judge")
 def judge(completion: str, reference: Any, metadata: dict, *, base_url: str = "http://127.0.0.1:8000/v1",
           model: str = "default", api_key_env: str = "OPENAI_API_KEY", prompt_template: str = DEFAULT_TEMPLATE,
@@ -164,13 +171,10 @@ def judge(completion: str, reference: Any, metadata: dict, *, base_url: str = "h
     answer = "" if reference is None else (reference if isinstance(reference, str) else json.dumps(reference))
     prompt = (prompt_template.replace("{question}", question).replace("{answer}", answer)
               .replace("{completion}", completion))
-    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
-        [{"role": "user", "content": prompt}]
-    payload = {"model": model, "messages": messages, "temperature": 0, "max_tokens": int(max_tokens)}
     try:
-        reply = chat(chat_url(base_url), payload, api_key=os.environ.get(api_key_env) or None,
-                     timeout_s=float(timeout_s), retries=int(retries), backoff_s=float(backoff_s),
-                     concurrency=int(concurrency))
+        reply = chat(chat_url(base_url), judge_payload(model, prompt, system_prompt, max_tokens),
+                     api_key=os.environ.get(api_key_env) or None, timeout_s=float(timeout_s), retries=int(retries),
+                     backoff_s=float(backoff_s), concurrency=int(concurrency))
     except JudgeError as err:
         return RewardResult(0.0, reason=f"judge failed: {err}"[:300])
     score = parse_score(reply, score_parser, float(max_score))

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rlvr.rewards.batch import BATCH_REWARDS, ScoreBatch
-from rlvr.rewards.judge import JudgeError, chat, chat_url
+from rlvr.rewards.judge import JudgeError, chat, chat_url, judge_payload
 from rlvr.types import RewardResult
 
 log = logging.getLogger("rlvr.rewards")
@@ -131,9 +131,7 @@ def pairwise_judge(batch: ScoreBatch, policy: Any = None, *, timeout_s: float = 
         answer = "" if ex.answer is None else str(ex.answer)
         prompt = (prompt_template.replace("{question}", str(batch.metadata[i].get("question", ex.question)))
                   .replace("{answer}", answer).replace("{response_a}", a).replace("{response_b}", b))
-        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
-            [{"role": "user", "content": prompt}]
-        payload = {"model": model, "messages": messages, "temperature": 0, "max_tokens": int(max_tokens)}
+        payload = judge_payload(model, prompt, system_prompt, max_tokens)
         per_request = float(request_timeout_s) if request_timeout_s else float(timeout_s)
         try:
             reply = chat(url, payload, api_key=api_key, timeout_s=per_request, retries=int(retries),

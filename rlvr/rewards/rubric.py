@@ -28,7 +28,7 @@ import re
 from typing import Any
 
 from rlvr.rewards.base import VERIFIERS
-from rlvr.rewards.judge import JudgeError, chat, chat_url
+from rlvr.rewards.judge import JudgeError, chat, chat_url, judge_payload
 from rlvr.types import RewardResult
 
 RUBRIC_TEMPLATE = (
@@ -101,13 +101,10 @@ def rubric_judge(completion: str, reference: Any, metadata: dict, *, base_url: s
     question = str(metadata.get("question", metadata.get("prompt", "")))
     prompt = (prompt_template.replace("{question}", question).replace("{completion}", completion)
               .replace("{criteria}", criteria))
-    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
-        [{"role": "user", "content": prompt}]
-    payload = {"model": model, "messages": messages, "temperature": 0, "max_tokens": int(max_tokens)}
     try:
-        reply = chat(chat_url(base_url), payload, api_key=os.environ.get(api_key_env) or None,
-                     timeout_s=float(timeout_s), retries=int(retries), backoff_s=float(backoff_s),
-                     concurrency=int(concurrency))
+        reply = chat(chat_url(base_url), judge_payload(model, prompt, system_prompt, max_tokens),
+                     api_key=os.environ.get(api_key_env) or None, timeout_s=float(timeout_s), retries=int(retries),
+                     backoff_s=float(backoff_s), concurrency=int(concurrency))
     except JudgeError as err:
         return RewardResult(0.0, reason=f"judge failed: {err}"[:300])
     verdicts = parse_verdicts(reply, len(rubric))

@@ -46,11 +46,15 @@ class FakeJudge:
                     status, text, delay = fake.script.pop(0) if fake.script else fake.default
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                done = False
                 try:
                     time.sleep(delay)
                     out = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
                     if status != 200:
                         out = b'{"error": "boom"}'
+                    with fake.lock:  # before the reply: once the client has read it, it may send the next request
+                        fake.in_flight -= 1
+                        done = True
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(out)))
@@ -59,8 +63,9 @@ class FakeJudge:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
-                    with fake.lock:
-                        fake.in_flight -= 1
+                    if not done:
+                        with fake.lock:
+                            fake.in_flight -= 1
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
