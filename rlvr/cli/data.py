@@ -162,8 +162,7 @@ def select_command(
     for key, variance, history in ranked[:top]:
         if key not in by_key:
             _fail(f"example {key} of {completions} is not in the run's data any more (the data changed?)")
-        source_cfg = cfg.data
-        picked.append({**source_row(by_key[key], source_cfg), "accuracy_variance": variance,
+        picked.append({**source_row(by_key[key], cfg.data), "accuracy_variance": variance,
                        "accuracy_history": history})
     _write_jsonl(Path(output), picked)
     console.print(f"wrote {len(picked)} rows to {output}")

@@ -223,7 +223,7 @@ def _load_problems(cfg, data: str | None, limit: int | None):
     data_cfg = cfg.data
     use_eval = False
     if data:
-        data_cfg = dataclasses.replace(cfg.data, source=data)
+        data_cfg = dataclasses.replace(cfg.data, source=data, sources=[])
     elif cfg.data.eval_source:
         use_eval = True
     elif cfg.data.source:

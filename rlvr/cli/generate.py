@@ -91,7 +91,7 @@ def _problems(cfg, data: str | None, limit: int | None, answers: bool):
 
     if not (data or cfg.data.eval_source or cfg.data.source):
         _fail("no problems: pass --data SOURCE (or data.eval_source / data.source in --config)")
-    data_cfg = dataclasses.replace(cfg.data, source=data) if data else cfg.data
+    data_cfg = dataclasses.replace(cfg.data, source=data, sources=[]) if data else cfg.data
     try:
         report = load_examples(data_cfg, eval=not data and bool(cfg.data.eval_source), answer_required=answers)
     except (DataError, ValueError) as err:

@@ -63,7 +63,13 @@ def parse_keep(text: str) -> KeepRange:
 
 
 def source_row(example: Example, cfg: DataConfig) -> dict[str, Any]:
-    """The row an example was read from: question / answer under cfg's field names, its other fields, verifier."""
+    """The row an example was read from: question / answer under its source's field names (its data.sources
+    entry's, in a mixture), its other fields, verifier."""
+    if example.origin:
+        from rlvr.config import source_name
+        from rlvr.data.sources import source_data_config
+
+        cfg = next((source_data_config(cfg, e) for e in cfg.sources if source_name(e) == example.origin), cfg)
     row = {cfg.question_field: example.question, cfg.answer_field: example.answer}
     row.update(example.metadata)
     row["verifier"] = example.verifier

@@ -303,3 +303,22 @@ def test_source_stats_counts_types_duplicates_and_rejections(tiny_model_dir):
     assert stats["duplicate_rows"] == 1 and stats["fields"]["level"] == 1
     assert stats["prompt_tokens"]["max"] >= 3 and stats["prompt_tokens"]["min"] >= 3
     assert [answer_type(v) for v in (None, True, 1.5, [1], "abc")] == ["none", "bool", "float", "list", "text"]
+
+
+def test_source_row_uses_its_mixture_entrys_field_names():
+    from rlvr.data.filter import source_row
+
+    cfg = DataConfig(sources=[SourceConfig(source="a.jsonl", question_field="q", answer_field="a"),
+                              SourceConfig(source="b.jsonl")])
+    ex_a = Example(question="1+1", answer="2", origin="a", verifier="math")
+    ex_b = Example(question="2+2", answer="4", origin="b", verifier="math")
+    assert source_row(ex_a, cfg) == {"q": "1+1", "a": "2", "verifier": "math"}
+    assert source_row(ex_b, cfg) == {"question": "2+2", "answer": "4", "verifier": "math"}
+
+
+def test_a_data_flag_replaces_a_mixture_of_the_config(tmp_path, arithmetic_jsonl):
+    from rlvr.cli.eval import _load_problems
+
+    cfg = config_from_dict({"data": {"sources": [{"source": str(tmp_path / "missing.jsonl")}]}})
+    examples, data_cfg, _ = _load_problems(cfg, str(arithmetic_jsonl), None)
+    assert len(examples) == 32 and data_cfg.sources == [] and not any(ex.origin for ex in examples)
