@@ -7,7 +7,9 @@
     gui_action('<answer>{"action": "click", "coordinate": [15, 20]}</answer>',
                {"action": "click", "box": [10, 10, 30, 30]}, {})                # 1: type and point right
 
-Where the answer is read: the last ``<answer>...</answer>`` span when there is one, else the whole completion.
+Where the answer is read (param ``extract``, every verifier here): the last ``<answer>...</answer>`` span when there
+is one, else the whole completion (``auto``, default), or nothing (``answer_tag``: an untagged completion scores 0;
+measured in docs/vision.md: with ``auto`` a tiny policy learnt to emit untagged junk that names one class).
 
 Boxes are ``[x1, y1, x2, y2]`` (corners, any order; a zero-area box has IoU 0). Recognised in the answer, in this
 order: JSON (a list of 4 numbers, a list of such lists, or objects with "bbox_2d" / "bbox" / "box" keys: Qwen2.5-VL's
@@ -54,10 +56,22 @@ _CALL_POINT = re.compile(rf"\(\s*(?:x\s*=\s*)?({_NUM})\s*,\s*(?:y\s*=\s*)?({_NUM
 _BOX_KEYS = ("bbox_2d", "bbox", "box")
 
 
-def answer_text(completion: str) -> str:
-    """The last <answer> span, else the whole completion."""
+EXTRACT_MODES = ("auto", "answer_tag")
+
+
+def answer_text(completion: str, extract: str = "auto") -> str | None:
+    """The last <answer> span; without one, the whole completion (``extract: auto``) or None (``answer_tag``:
+    the answer must be tagged, so untagged text that happens to name a class or hold numbers earns nothing)."""
+    if extract not in EXTRACT_MODES:
+        raise ValueError(f"extract must be one of {', '.join(EXTRACT_MODES)}, got {extract!r}")
     found = answer_tag(completion)
-    return completion if found is None else found
+    if found is None:
+        return completion if extract == "auto" else None
+    return found
+
+
+def _untagged() -> RewardResult:
+    return RewardResult(0.0, reason="no <answer> span (extract: answer_tag)", details={"no_answer_span": True})
 
 
 def _as_box(value: Any) -> list[float] | None:
@@ -123,12 +137,16 @@ def _gold_boxes(reference: Any) -> list[list[float]] | None:
 
 
 @VERIFIERS.register("iou")
-def iou(completion: str, reference: Any, metadata: dict, threshold: float = 0.0, **_: Any) -> RewardResult:
+def iou(completion: str, reference: Any, metadata: dict, threshold: float = 0.0, extract: str = "auto",
+        **_: Any) -> RewardResult:
     """IoU of the answer's first box with the gold box; with threshold > 0, 1 when IoU >= threshold else 0."""
     gold = _gold_boxes(reference)
     if not gold:
         return RewardResult(0.0, reason=f"reference is not a box [x1, y1, x2, y2]: {str(reference)[:80]}")
-    boxes = parse_boxes(answer_text(completion))
+    text = answer_text(completion, extract)
+    if text is None:
+        return _untagged()
+    boxes = parse_boxes(text)
     if not boxes:
         return RewardResult(0.0, reason="no box in the answer", details={"no_answer_span": answer_tag(completion) is None})
     value = box_iou(boxes[0], gold[0])
@@ -154,14 +172,17 @@ def match_boxes(pred: list[list[float]], gold: list[list[float]]) -> list[tuple[
 
 @VERIFIERS.register("detection")
 def detection(completion: str, reference: Any, metadata: dict, iou_threshold: float = 0.5, score: str = "f1",
-              **_: Any) -> RewardResult:
+              extract: str = "auto", **_: Any) -> RewardResult:
     """Multi-box detection: greedy IoU matching, then F1 at ``iou_threshold`` or the mean matched IoU."""
     if score not in ("f1", "mean_iou"):
         raise ValueError(f"detection: score must be f1 or mean_iou, got {score!r}")
     gold = [] if reference in (None, [], "") else _gold_boxes(reference)
     if gold is None:
         return RewardResult(0.0, reason=f"reference is not a list of boxes: {str(reference)[:80]}")
-    pred = parse_boxes(answer_text(completion))
+    text = answer_text(completion, extract)
+    if text is None:
+        return _untagged()
+    pred = parse_boxes(text)
     if not pred and not gold:
         return RewardResult(1.0, reason="no boxes, none expected", extracted="[]")
     matches = match_boxes(pred, gold)
@@ -184,12 +205,15 @@ def _names(text: str, phrase: str) -> bool:
 
 @VERIFIERS.register("classification")
 def classification(completion: str, reference: Any, metadata: dict, classes: list | None = None,
-                   single: bool = True, **_: Any) -> RewardResult:
+                   single: bool = True, extract: str = "auto", **_: Any) -> RewardResult:
     """The label normalised and matched (against the class list when there is one); see the module docstring."""
     if reference is None or not str(reference).strip():
         return RewardResult(0.0, reason="no reference label")
     span = answer_tag(completion)
-    answer = _norm(completion if span is None else span)
+    text = answer_text(completion, extract)
+    if text is None:
+        return _untagged()
+    answer = _norm(text)
     gold = _norm(reference)
     if not answer:
         return RewardResult(0.0, reason="empty answer", details={"no_answer_span": span is None})
@@ -255,7 +279,7 @@ def _point(action: dict) -> list[float] | None:
 
 @VERIFIERS.register("gui_action")
 def gui_action(completion: str, reference: Any, metadata: dict, action_weight: float = 0.5,
-               **_: Any) -> RewardResult:
+               extract: str = "auto", **_: Any) -> RewardResult:
     """Action type, then its arguments (click point in the box, typed text, scroll direction); module docstring."""
     if isinstance(reference, str):
         try:
@@ -265,7 +289,10 @@ def gui_action(completion: str, reference: Any, metadata: dict, action_weight: f
     if not isinstance(reference, dict) or not (reference.get("action") or reference.get("action_type")):
         return RewardResult(0.0, reason="reference has no action")
     gold_type = str(reference.get("action") or reference.get("action_type")).strip().lower()
-    pred = _action_dict(answer_text(completion))
+    text = answer_text(completion, extract)
+    if text is None:
+        return _untagged()
+    pred = _action_dict(text)
     if pred is None:
         return RewardResult(0.0, reason="no action in the answer", details={"no_answer_span": answer_tag(completion) is None})
     pred_type = str(pred.get("action") or pred.get("action_type") or "").strip().lower()

@@ -34,6 +34,7 @@ Greedy decoding ignores seeds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 import time
@@ -212,8 +213,9 @@ class HFRolloutEngine:
         inputs built) and sampled on its own by ``model.generate`` (pieces of ``batch_size`` rows for a large
         group), under torch's RNG seeded with the prompt's seed: the sampling semantics, warpers and per-token
         log-probs of ``decode: generate``, and a prompt's samples depend on its own seed only (the decode loop's
-        explicit 1-D positions do not fit 3-D rotary positions, so it is not used here). Each completion's
-        ``vision`` is the prompt's PromptInputs, which the update's forward takes again."""
+        explicit 1-D positions do not fit 3-D rotary positions, so it is not used here). Greedy decoding has no
+        draws: its prompts are batched (``batch_size`` rows per call). Each completion's ``vision`` is the
+        prompt's PromptInputs, which the update's forward takes again."""
         from rlvr.vision.images import image_label, open_image
 
         if self.processor is None:
@@ -225,16 +227,32 @@ class HFRolloutEngine:
         was_training = self.model.training
         self.model.eval()
         results: list[list[Completion]] = []
+
+        def encode(prompt, refs):
+            inputs = self.processor.encode(prompt, [open_image(r) for r in refs or []], self.add_special_tokens)
+            inputs.images = [image_label(r) for r in refs or []]
+            return inputs
+
         try:
+            if greedy:  # no draws: prompts batched (left-padded, their pixel inputs concatenated)
+                per_call = max(1, batch_size or len(prompts))
+                for start in range(0, len(prompts), per_call):
+                    chunk = [encode(p, r) for p, r in zip(prompts[start : start + per_call],
+                                                         images[start : start + per_call])]
+                    groups = self._generate_chunk([x.input_ids for x in chunk], n, max_new_tokens, 0.0, top_p,
+                                                  top_k, vision=chunk)
+                    for inputs, group in zip(chunk, groups):
+                        results.append([dataclasses.replace(c, vision=inputs if inputs.items else None)
+                                        for c in group])
+                return results
             for prompt, refs, seed in zip(prompts, images, seeds):
-                inputs = self.processor.encode(prompt, [open_image(r) for r in refs or []], self.add_special_tokens)
-                inputs.images = [image_label(r) for r in refs or []]
+                inputs = encode(prompt, refs)
                 group: list[Completion] = []
                 for done in range(0, n, piece):
                     k = min(piece, n - done)
                     piece_seed = seed if done == 0 else derive_seed(seed, done)
                     group.extend(self._generate_chunk([inputs.input_ids], k, max_new_tokens, temperature, top_p,
-                                                      top_k, piece_seed, vision=inputs)[0])
+                                                      top_k, piece_seed, vision=[inputs])[0])
                 for c in group:
                     c.vision = inputs if inputs.items else None
                 results.append(group)
@@ -300,7 +318,7 @@ class HFRolloutEngine:
     def _generate_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k,
                         seed=None, vision=None) -> list[list[Completion]]:
         """model.generate on one chunk; with ``seed``, under a forked global RNG seeded with it (the caller's RNG
-        state is left as it was). ``vision``: the PromptInputs of a one-prompt chunk (its pixel inputs)."""
+        state is left as it was). ``vision``: one PromptInputs per prompt (their pixel inputs)."""
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompt_ids)
         input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
@@ -338,7 +356,7 @@ class HFRolloutEngine:
         if vision is not None:
             from rlvr.vision.inputs import forward_inputs
 
-            extra = forward_inputs([vision] * len(prompt_ids), width, 0, self.device)
+            extra = forward_inputs(vision, width, 0, self.device)
         try:
             with _seeded_rng(self.device, None if greedy else seed):
                 out = self.model.generate(

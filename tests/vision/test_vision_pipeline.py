@@ -30,9 +30,13 @@ def policy(tiny_vlm):
     return model, tok, engine
 
 
+def _prompts(tok, rows):  # three lengths: left padding in a batched call
+    return [prompt_text(tok, r["question"] + " " * (3 * i)) for i, r in enumerate(rows)]
+
+
 def _sample(tiny_vlm, engine, tok, n=3, greedy=False):
     rows = tiny_vlm["rows"][:3]
-    prompts = [prompt_text(tok, r["question"]) for r in rows]
+    prompts = _prompts(tok, rows)
     images = [[str(tiny_vlm["data"] / r["image"])] for r in rows]
     return engine.generate(prompts, n, max_new_tokens=8, temperature=0.0 if greedy else 1.0, seeds=[1, 2, 3],
                            images=images)
@@ -77,13 +81,16 @@ def test_sampling_logprobs_match_the_update_forward(tiny_vlm, policy):
 def test_a_prompts_samples_depend_on_its_seed_only(tiny_vlm, policy):
     model, tok, engine = policy
     rows = tiny_vlm["rows"][:3]
-    prompts = [prompt_text(tok, r["question"]) for r in rows]
+    prompts = _prompts(tok, rows)
     images = [[str(tiny_vlm["data"] / r["image"])] for r in rows]
     both = engine.generate(prompts, 2, max_new_tokens=8, seeds=[5, 6, 7], images=images)
     alone = engine.generate(prompts[1:2], 2, max_new_tokens=8, seeds=[6], images=images[1:2])
     assert [c.token_ids for c in both[1]] == [c.token_ids for c in alone[0]]
-    greedy = _sample(tiny_vlm, engine, tok, n=2, greedy=True)
+    greedy = _sample(tiny_vlm, engine, tok, n=2, greedy=True)  # batched, left-padded: as each prompt alone
     assert greedy[0][0].token_ids == greedy[0][1].token_ids
+    for p in range(3):
+        one = engine.generate(prompts[p : p + 1], 1, max_new_tokens=8, temperature=0.0, images=images[p : p + 1])
+        assert one[0][0].token_ids == greedy[p][0].token_ids and greedy[p][0].vision is not None
 
 
 def test_prompts_with_images_need_a_vision_processor(tiny_vlm, policy):

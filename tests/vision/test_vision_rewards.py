@@ -57,6 +57,12 @@ def test_classification_normalised_class_list_and_single():
     hedge = score("classification", "<answer>a cat or a dog</answer>", "dog", meta)
     assert hedge.score == 0.0 and "several" in hedge.reason
     assert score("classification", "<answer>a cat or a dog</answer>", "dog", meta, single=False).score == 1.0
+    untagged = "<answe>dog r>r>"  # names one class, but not inside an <answer> span
+    assert score("classification", untagged, "dog", meta).score == 1.0
+    assert score("classification", untagged, "dog", meta, extract="answer_tag").score == 0.0
+    assert score("iou", "[0, 0, 2, 2]", [0, 0, 2, 2], extract="answer_tag").reason.startswith("no <answer>")
+    with pytest.raises(ValueError, match="extract"):
+        score("classification", "x", "dog", meta, extract="boxed")
     # the longest class wins over the class it contains: not "several"
     assert score("classification", "<answer>golden retriever</answer>", "golden retriever", meta).score == 1.0
 
