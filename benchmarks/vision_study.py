@@ -7,7 +7,7 @@ Builds (or reuses) the warmed-up base in --cache (rlvr.demo.vision), then per se
 examples/vision.yaml` with trainer.seed=<seed> (the same base; the seed drives sampling and the data order),
 scores the base and the final checkpoint on heldout.jsonl (256 pictures, greedy), and writes results.json and the
 curve (eval/pass@1 on dev.jsonl over steps, every seed) to docs/vision_curve.png. Runs at most --parallel
-trainings at once.
+trainings at once; a seed whose folder already holds a final checkpoint is only scored.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def main() -> None:
         while pending and len(running) < args.parallel:
             seed = pending.pop(0)
             run = out / f"seed{seed}"
+            if list((run / "checkpoints").glob("step_*")):  # trained already (rerun: delete the folder)
+                continue
             cmd = [sys.executable, "-m", "rlvr.cli", "train", "examples/vision.yaml", f"output_dir={run}",
                    f"model.path={info['model_path']}", f"data.source={info['train_path']}",
                    f"data.eval_source={info['dev_path']}", f"trainer.seed={seed}", "logging.progress=false"]

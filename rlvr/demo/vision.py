@@ -295,11 +295,12 @@ def accuracy(model, tokenizer, processor, rows, folder, max_new_tokens: int = 32
 def warmup(model, tokenizer, processor, train_rows, dev_rows, folder, cfg: VisionPretrainConfig,
            log=print) -> dict[str, Any]:
     """AdamW (betas 0.9/0.98), linear warm-up then constant lr, grad-norm clip 1, until dev accuracy >= target."""
+    from rlvr.demo.pretrain import warmup_optimizer
+
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     order = random.Random(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    opt, sched = warmup_optimizer(model, cfg.lr, cfg.warmup_steps)
     indices: list[int] = []
     history, dev, step = [], 0.0, 0
     model.train()

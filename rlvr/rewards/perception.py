@@ -17,11 +17,10 @@ unparsable reply scores 0 with the reason. An example without facts scores 0 ("n
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from rlvr.rewards.base import VERIFIERS
-from rlvr.rewards.judge import JudgeError, chat, chat_url, judge_payload, parse_score
+from rlvr.rewards.judge import JudgeError, ask_judge, parse_score
 from rlvr.types import RewardResult
 
 DEFAULT_TEMPLATE = (
@@ -45,11 +44,9 @@ def facts_of(metadata: dict, field: str) -> list[str]:
 
 @VERIFIERS.register("perception_judge")
 def perception_judge(completion: str, reference: Any, metadata: dict, *, facts_field: str = "visual_facts",
-                     base_url: str = "http://127.0.0.1:8000/v1", model: str = "default",
-                     api_key_env: str = "OPENAI_API_KEY", prompt_template: str = DEFAULT_TEMPLATE,
-                     system_prompt: str = "", retries: int = 3, backoff_s: float = 1.0, timeout_s: float = 60.0,
-                     concurrency: int = 8, max_tokens: int = 512, **_: Any) -> RewardResult:
-    """The share of the example's visual facts the judge finds stated correctly in the response."""
+                     prompt_template: str = DEFAULT_TEMPLATE, **judge_params: Any) -> RewardResult:
+    """The share of the example's visual facts the judge finds stated correctly in the response.
+    ``judge_params``: the `judge` verifier's endpoint settings (base_url, model, api_key_env, retries ...)."""
     facts = facts_of(metadata, facts_field)
     if not facts:
         return RewardResult(0.0, reason=f"no visual facts (metadata[{facts_field!r}] missing or empty)")
@@ -58,9 +55,7 @@ def perception_judge(completion: str, reference: Any, metadata: dict, *, facts_f
     prompt = (prompt_template.replace("{question}", question).replace("{facts}", numbered)
               .replace("{completion}", completion))
     try:
-        reply = chat(chat_url(base_url), judge_payload(model, prompt, system_prompt, max_tokens),
-                     api_key=os.environ.get(api_key_env) or None, timeout_s=float(timeout_s), retries=int(retries),
-                     backoff_s=float(backoff_s), concurrency=int(concurrency))
+        reply = ask_judge(prompt, **judge_params)
     except JudgeError as err:
         return RewardResult(0.0, reason=f"judge failed: {err}"[:300])
     score = parse_score(reply, "number", float(len(facts)))
