@@ -21,9 +21,12 @@ Measured (docs/vision.md): in 200 warm-up steps this model learns colour, while 
 so the demo's study runs on colour. Problems come from a seeded `random.Random`; train and held-out pictures are
 disjoint by construction (a picture's layout key decides its pool, as in rlvr.demo.task).
 
-Warm-up (`warmup`): cross-entropy on the completion tokens (prompt and image tokens masked) until the dev greedy
-accuracy reaches ``target`` (checked every ``eval_every`` steps), then stop: an under-trained base whose samples
-put real probability on the right count and on its neighbours, which GRPO's verifiable reward then sharpens.
+Warm-up (`warmup`), the text demo's two phases (rlvr.demo.pretrain): cross-entropy on the completion tokens
+(prompt and image tokens masked) until the dev greedy accuracy reaches ``target`` (0.9), then ``flawed_steps``
+(60) steps on flawed demonstrations whose class is a random wrong one with probability ``slip`` (0.7). The base
+then keeps the format and still gives the right class real probability, but names a wrong one often: the
+situation GRPO's verifiable reward is for. (A first base, stopped early at 45% dev accuracy, sampled mostly
+malformed completions at temperature 1; docs/vision.md reports both.)
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import torch
 
 from rlvr.demo.tiny import DEFAULT_ALPHABET, build_char_tokenizer
 
-BASE_VERSION = 1
+BASE_VERSION = 2
 IMAGE_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 # the demo chat template, with Qwen's image block for every {"type": "image"} content part
 CHAT_TEMPLATE = (
@@ -243,9 +246,11 @@ class VisionPretrainConfig:
     lr: float = 1e-3  # 3e-3 left the shape and count tasks at chance for 200 steps
     warmup_steps: int = 20
     max_steps: int = 1500
-    eval_every: int = 2  # the accuracy jumps from ~0.4 to ~0.8 within 10 steps: check often
+    eval_every: int = 5
     min_steps: int = 30
-    target: float = 0.45  # stop once dev greedy accuracy reaches this: a weak, not hopeless, base (chance 1/3)
+    target: float = 0.9  # phase 1 ends once dev greedy accuracy reaches this: the task is learnt ...
+    slip: float = 0.7  # ... then phase 2: demonstrations whose class is a random wrong one with this probability
+    flawed_steps: int = 60  # for this many steps: a base of a set weakness that still ranks the right class high
     task: str = "colour"  # colour (3 classes) | shape (4 glyphs) | count (1-5 red shapes); docs/vision.md
     seed: int = 0
     data_seed: int = 0
@@ -292,9 +297,25 @@ def accuracy(model, tokenizer, processor, rows, folder, max_new_tokens: int = 32
     return sum(extract_answer(g[0].text) == r["answer"] for g, r in zip(groups, rows)) / len(rows)
 
 
+def flawed(rows: list[dict[str, Any]], slip: float, seed: int) -> list[dict[str, Any]]:
+    """The same rows with each solution's class replaced by a random other class with probability ``slip``
+    (the answer field keeps the truth): the flawed demonstrations of phase 2."""
+    rng = random.Random(f"slip-{seed}")
+    out = []
+    for r in rows:
+        label = r["answer"]
+        if r.get("classes") and rng.random() < slip:
+            label = rng.choice([c for c in r["classes"] if c != r["answer"]])
+        out.append({**r, "solution": f"<answer>{label}</answer>"})
+    return out
+
+
 def warmup(model, tokenizer, processor, train_rows, dev_rows, folder, cfg: VisionPretrainConfig,
            log=print) -> dict[str, Any]:
-    """AdamW (betas 0.9/0.98), linear warm-up then constant lr, grad-norm clip 1, until dev accuracy >= target."""
+    """AdamW (betas 0.9/0.98), linear warm-up then constant lr, grad-norm clip 1; the text demo's two phases
+    (rlvr.demo.pretrain): correct demonstrations until dev accuracy >= target, then ``flawed_steps`` steps on
+    flawed ones (`flawed`), after which the model names a wrong class about as often as the flaw rate says,
+    whatever its state after phase 1, while keeping the format and the right class's probability."""
     from rlvr.demo.pretrain import warmup_optimizer
 
     start = time.perf_counter()
@@ -303,13 +324,14 @@ def warmup(model, tokenizer, processor, train_rows, dev_rows, folder, cfg: Visio
     opt, sched = warmup_optimizer(model, cfg.lr, cfg.warmup_steps)
     indices: list[int] = []
     history, dev, step = [], 0.0, 0
-    model.train()
-    for step in range(1, cfg.max_steps + 1):
+    bad_rows = flawed(train_rows, cfg.slip, cfg.seed)
+
+    def train_step(rows) -> float:
         if len(indices) < cfg.batch_size:
-            perm = list(range(len(train_rows)))
+            perm = list(range(len(rows)))
             order.shuffle(perm)
             indices.extend(perm)
-        batch = supervised_batch(processor, tokenizer, [train_rows[i] for i in indices[: cfg.batch_size]], folder)
+        batch = supervised_batch(processor, tokenizer, [rows[i] for i in indices[: cfg.batch_size]], folder)
         del indices[: cfg.batch_size]
         loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
@@ -317,15 +339,26 @@ def warmup(model, tokenizer, processor, train_rows, dev_rows, folder, cfg: Visio
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        if step >= cfg.min_steps and step % cfg.eval_every == 0:
-            dev = accuracy(model, tokenizer, processor, dev_rows, folder)
-            model.train()
-            history.append((step, dev))
-            log(f"warm-up step {step}: loss {loss.item():.3f}, dev greedy accuracy {dev:.3f}")
-            if dev >= cfg.target:
-                break
+        return loss.item()
+
+    def dev_check(step: int, loss: float) -> float:
+        dev = accuracy(model, tokenizer, processor, dev_rows, folder)
+        model.train()
+        history.append((step, dev))
+        log(f"warm-up step {step}: loss {loss:.3f}, dev greedy accuracy {dev:.3f}")
+        return dev
+
+    model.train()
+    for step in range(1, cfg.max_steps + 1):  # phase 1: learn the task
+        loss = train_step(train_rows)
+        if step >= cfg.min_steps and step % cfg.eval_every == 0 and dev_check(step, loss) >= cfg.target:
+            break
+    learn_steps = step
+    for step in range(learn_steps + 1, learn_steps + cfg.flawed_steps + 1):  # phase 2: take on the flaw
+        loss = train_step(bad_rows)
+    dev = dev_check(step, loss)
     model.eval()
-    return {"steps": step, "loss": loss.item(), "dev_accuracy": dev, "history": history,
+    return {"steps": step, "learn_steps": learn_steps, "loss": loss, "dev_accuracy": dev, "history": history,
             "seconds": time.perf_counter() - start}
 
 
