@@ -69,6 +69,7 @@ class ModelConfig:
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)
+    freeze_vision: bool = False  # vision-language models: keep the vision tower fixed (docs/vision.md)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class SourceConfig:
     size: int = 0  # reasoning_gym items; 0 = data.size
     kwargs: dict[str, Any] | None = None  # reasoning_gym kwargs; None = data.kwargs
     template: str = ""  # prompt template of this source's rows; "" = prompt.template
+    image_field: str = ""  # "" = data.image_field
 
 
 @dataclass
@@ -105,6 +107,7 @@ class DataConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # reasoning_gym dataset kwargs
     seed: int = 0
     on_bad_row: str = "skip"  # skip | fail
+    image_field: str = ""  # the row field holding its image(s): path(s) relative to the data file, base64, bytes
     max_prompt_tokens: int = 0  # longer prompts are skipped; 0 = the model's max_position_embeddings - rollout.max_new_tokens
     shuffle: bool = True
     eval_source: str = ""  # held-out set for eval during training (same fields as source)
@@ -632,6 +635,7 @@ def validate(cfg: RunConfig) -> None:
     _validate_multi_turn(cfg)
     _validate_critic(cfg)
     _validate_data(cfg)
+    _validate_vision(cfg)
     d = cfg.distributed
     _choice("distributed.backend", d.backend, ["none", "ray"])
     for key in ("trainer_workers", "rollout_workers", "reward_workers"):
@@ -899,6 +903,23 @@ def _validate_async(cfg: RunConfig) -> None:
     if s.partial_rollout and cfg.distributed.backend == "ray":
         raise ConfigError("async.partial_rollout runs with the rollout process of one machine, not yet with Ray "
                           "rollout workers (docs/async.md, limits)")
+
+
+def _validate_vision(cfg: RunConfig) -> None:
+    """Images (data.image_field) travel through the HF engine and the in-process learner (docs/vision.md)."""
+    if not (cfg.data.image_field or any(s.image_field for s in cfg.data.sources)):
+        return
+    if not cfg.prompt.chat_template:
+        raise ConfigError("data.image_field: images are placed by the chat template ({'type': 'image'} parts); "
+                          "set prompt.chat_template: true")
+    refused = {"rollout.engine: vllm": cfg.rollout.engine != "hf", "async.max_staleness > 0":
+               cfg.async_.max_staleness > 0, "distributed.backend: ray": cfg.distributed.backend != "none",
+               "rollout.multi_turn": cfg.rollout.multi_turn.enabled, "a critic (PPO)": bool(cfg.critic.path or
+                                                                                            cfg.critic.shared)}
+    for name, on in refused.items():
+        if on:
+            raise ConfigError(f"data.image_field: prompts with images are sampled by the HF engine in this process; "
+                              f"{name} does not take them yet (docs/vision.md)")
 
 
 def _validate_data(cfg: RunConfig) -> None:

@@ -23,6 +23,8 @@ class Example:
     index:     position of the row in its source (0-based), stable across runs.
     prompt:    the rendered prompt text fed to the model (filled in by rlvr.data.render_prompt).
     origin:    the name of the data.sources entry it came from (a mixture); "" with a single data.source.
+    images:    the example's images (data.image_field): absolute paths or encoded bytes (rlvr.vision.images),
+               checked when the data loaded; empty for a text example.
     """
 
     question: str
@@ -33,6 +35,7 @@ class Example:
     index: int = 0
     prompt: str = ""
     origin: str = ""
+    images: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Completion:
                (what completions.jsonl stores); empty for a single turn.
     env_reward: multi-turn with an environment: its per-turn rewards summed (discounted) over the trajectory,
                added to the verifier's score; None without one.
+    vision:    a prompt with images: its rlvr.vision.processor.PromptInputs (the pixel inputs the update's forward
+               takes again; prompt_ids then hold the expanded image tokens), shared by the group; None for text.
     """
 
     text: str
@@ -66,6 +71,7 @@ class Completion:
     loss_mask: list[int] = field(default_factory=list)
     turns: list[dict[str, Any]] = field(default_factory=list)
     env_reward: float | None = None
+    vision: Any = None
 
 
 @dataclass

@@ -287,12 +287,15 @@ def _is_missing(value: Any) -> bool:
 
 
 def row_to_example(
-    row: Any, cfg: DataConfig, *, source: str, index: int, default_verifier: str, answer_required: bool = True
+    row: Any, cfg: DataConfig, *, source: str, index: int, default_verifier: str, answer_required: bool = True,
+    base_dir: str = ".",
 ) -> Example | str:
     """Check one row and build its Example, or return the reason it is unusable.
 
     answer_required=False (reasoning_gym): a missing answer is kept as None, for tasks such as rubiks_cube whose
     verifier checks the completion against the generated entry rather than a reference answer.
+    With cfg.image_field, the row's image(s) are resolved (relative paths against ``base_dir``, the data file's
+    folder) and opened once: a missing or unreadable image makes the row unusable (rlvr.vision.images).
     """
     if isinstance(row, _Unreadable):
         return row.reason
@@ -313,7 +316,18 @@ def row_to_example(
         verifier = default_verifier
     elif not isinstance(verifier, str) or not verifier:
         return f"verifier is not a non-empty string (got {verifier!r})"
-    metadata = {str(k): to_jsonable(v) for k, v in row.items() if k not in (qf, af, "verifier")}
+    images = []
+    if cfg.image_field:
+        from rlvr.vision.images import ImageError, resolve_images
+
+        if _is_missing(row.get(cfg.image_field)):
+            return f"no image (field {cfg.image_field!r} missing or empty)"
+        try:
+            images = resolve_images(row[cfg.image_field], base_dir)
+        except ImageError as err:
+            return str(err)
+    hidden = (qf, af, "verifier", cfg.image_field)
+    metadata = {str(k): to_jsonable(v) for k, v in row.items() if k not in hidden}
     return Example(
         question=question,
         answer=to_jsonable(row.get(af)),
@@ -321,6 +335,7 @@ def row_to_example(
         metadata=metadata,
         source=source,
         index=index,
+        images=images,
     )
 
 
@@ -341,6 +356,7 @@ def load_examples(cfg: DataConfig, *, eval: bool = False, answer_required: bool 
         raise DataError("data.eval_source is empty: set it to evaluate on held-out data")
     kind, location = resolve_source(source)
     default_verifier = "reasoning_gym" if kind == "reasoning_gym" else cfg.verifier
+    base_dir = location if kind == "hf_disk" else os.path.dirname(location) or "."  # relative image paths
     from rlvr.rewards import VERIFIERS
 
     examples, bad_rows, total = [], [], 0
@@ -349,7 +365,7 @@ def load_examples(cfg: DataConfig, *, eval: bool = False, answer_required: bool 
     for line, row in SOURCES.get(kind)(location, cfg, eval):
         result = row_to_example(
             row, cfg, source=source, index=total, default_verifier=default_verifier,
-            answer_required=answer_required and kind != "reasoning_gym",
+            answer_required=answer_required and kind != "reasoning_gym", base_dir=base_dir,
         )
         total += 1
         if not isinstance(result, str) and result.verifier not in VERIFIERS:
@@ -359,7 +375,7 @@ def load_examples(cfg: DataConfig, *, eval: bool = False, answer_required: bool 
             bad_rows.append(BadRow(line, result))
         else:
             examples.append(result)
-            key = (result.question, json.dumps(result.answer, sort_keys=True, default=str))
+            key = (result.question, json.dumps(result.answer, sort_keys=True, default=str), _image_key(result))
             if key in first_line:
                 duplicates.append((line, first_line[key]))
             else:
@@ -385,10 +401,19 @@ def load_examples(cfg: DataConfig, *, eval: bool = False, answer_required: bool 
     return report
 
 
+def _image_key(example: Example) -> tuple:
+    """Rows asking the same question about different images are not duplicates."""
+    if not example.images:
+        return ()
+    from rlvr.vision.images import image_label
+
+    return tuple(image_label(ref) for ref in example.images)
+
+
 def source_data_config(cfg: DataConfig, entry) -> DataConfig:
     """The data section as one data.sources entry sees it: its own source, verifier, fields, split and size."""
     changes = {"source": entry.source, "sources": [], "eval_source": ""}
-    for key in ("verifier", "question_field", "answer_field", "split", "size"):
+    for key in ("verifier", "question_field", "answer_field", "split", "size", "image_field"):
         if getattr(entry, key):
             changes[key] = getattr(entry, key)
     if entry.kwargs is not None:

@@ -10,6 +10,8 @@ is graded against. Literal braces are written ``{{`` and ``}}``.
     chat_template=False:  [system_prompt + "\\n\\n"] + template
     chat_template=True:   tokenizer.apply_chat_template([{system}, {user: template}], tokenize=False,
                                                         add_generation_prompt=True)
+    with images:          the user content is [{"type": "image"} per image, {"type": "text", "text": template}]:
+                          the chat template writes the model's image token for each (chat_template must be true)
 
 ``system_prompt: r1`` uses ``R1_SYSTEM_PROMPT``, the instruction of DeepSeek-R1-Zero (DeepSeek-AI 2025,
 "DeepSeek-R1: Incentivizing Reasoning Capability in LLMs via Reinforcement Learning", Table 1), which asks
@@ -111,11 +113,16 @@ def render_prompt(example: Example, prompt_cfg: PromptConfig, tokenizer: Any = N
     check_template(prompt_cfg, example)
     user = prompt_cfg.template.format(**available_fields(example))
     system = system_prompt_text(prompt_cfg)
+    if example.images and not prompt_cfg.chat_template:
+        raise TemplateError("examples with images (data.image_field) need prompt.chat_template: true: the chat "
+                            "template writes the model's image tokens for the {'type': 'image'} content parts")
     if not prompt_cfg.chat_template:
         return f"{system}\n\n{user}" if system else user
     if tokenizer is None:
         raise TemplateError("prompt.chat_template is true but no tokenizer was given to render_prompt")
     _require_chat_template(tokenizer)
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    content = [{"type": "image"} for _ in example.images] + [{"type": "text", "text": user}] if example.images \
+        else user  # images first, then the question (the Qwen-VL / CLS-RL / VLM-R1 layout)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
                                          **({"tools": tools} if tools else {}))

@@ -104,6 +104,12 @@ def supervised_step(model, opt, ids: torch.Tensor, mask: torch.Tensor, labels: t
     return loss.item()
 
 
+def warmup_optimizer(model, lr: float, warmup_steps: int):
+    """AdamW (betas 0.9/0.98, no weight decay) and a linear warm-up to a constant lr: the demos' warm-ups."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+
+
 def supervised_warmup(
     model,
     tokenizer,
@@ -133,8 +139,7 @@ def supervised_warmup(
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     order = random.Random(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    opt, sched = warmup_optimizer(model, cfg.lr, cfg.warmup_steps)
     indices: list[int] = []
     history: list[tuple[int, float]] = []
 

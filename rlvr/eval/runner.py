@@ -232,16 +232,23 @@ def evaluate(
     return EvalResult(summarize(problems, ks), problems)
 
 
+def image_kwargs(examples) -> dict:
+    """``{"images": one list per example}`` for engine.generate when any example has images, else {} (so engines
+    without image support keep their signature)."""
+    return {"images": [ex.images for ex in examples]} if any(ex.images for ex in examples) else {}
+
+
 def _eval_chunk(engine, scorer, chunk, *, n, temperature, top_p, top_k, max_new_tokens, batch_size, greedy,
                 correct_threshold, correct_key, judge_key, token_entropy, save_completions, seed) -> list[dict]:
     prompts = [ex.prompt or ex.question for ex in chunk]
     greedy_groups = None
+    images = image_kwargs(chunk)  # {"images": [...]} when some example has images (a vision-language policy)
     with _seeded(seed):
         groups = engine.generate(prompts, n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                 top_k=top_k, batch_size=batch_size)
+                                 top_k=top_k, batch_size=batch_size, **images)
         if greedy and temperature > 0:
             greedy_groups = engine.generate(prompts, 1, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0,
-                                            top_k=0, batch_size=batch_size)
+                                            top_k=0, batch_size=batch_size, **images)
     flat_examples = [ex for ex in chunk for _ in range(n)]
     flat = [c for group in groups for c in group]
     greedy_at = [len(chunk) * n + p for p in range(len(chunk))]  # where each greedy sample's result is

@@ -159,6 +159,16 @@ def judge_payload(model: str, prompt: str, system_prompt: str = "", max_tokens: 
     return {"model": model, "messages": messages, "temperature": 0, "max_tokens": int(max_tokens)}
 
 
+def ask_judge(prompt: str, *, base_url: str = "http://127.0.0.1:8000/v1", model: str = "default",
+              api_key_env: str = "OPENAI_API_KEY", system_prompt: str = "", retries: int = 3, backoff_s: float = 1.0,
+              timeout_s: float = 60.0, concurrency: int = 8, max_tokens: int = 512, **_: Any) -> str:
+    """One judge prompt -> the judge's reply (the API key from ``api_key_env``); raises JudgeError. The
+    defaults are the `judge` verifier's; other keyword arguments (a verifier's own params) are ignored."""
+    return chat(chat_url(base_url), judge_payload(model, prompt, system_prompt, max_tokens),
+                api_key=os.environ.get(api_key_env) or None, timeout_s=float(timeout_s), retries=int(retries),
+                backoff_s=float(backoff_s), concurrency=int(concurrency))
+
+
 @VERIFIERS.register("judge")
 def judge(completion: str, reference: Any, metadata: dict, *, base_url: str = "http://127.0.0.1:8000/v1",
           model: str = "default", api_key_env: str = "OPENAI_API_KEY", prompt_template: str = DEFAULT_TEMPLATE,
@@ -172,9 +182,9 @@ def judge(completion: str, reference: Any, metadata: dict, *, base_url: str = "h
     prompt = (prompt_template.replace("{question}", question).replace("{answer}", answer)
               .replace("{completion}", completion))
     try:
-        reply = chat(chat_url(base_url), judge_payload(model, prompt, system_prompt, max_tokens),
-                     api_key=os.environ.get(api_key_env) or None, timeout_s=float(timeout_s), retries=int(retries),
-                     backoff_s=float(backoff_s), concurrency=int(concurrency))
+        reply = ask_judge(prompt, base_url=base_url, model=model, api_key_env=api_key_env, system_prompt=system_prompt,
+                          retries=retries, backoff_s=backoff_s, timeout_s=timeout_s, concurrency=concurrency,
+                          max_tokens=max_tokens)
     except JudgeError as err:
         return RewardResult(0.0, reason=f"judge failed: {err}"[:300])
     score = parse_score(reply, score_parser, float(max_score))

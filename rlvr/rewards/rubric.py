@@ -23,12 +23,11 @@ A verifier: it runs in the scorer's worker processes like ``judge`` (same plumbi
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
 from rlvr.rewards.base import VERIFIERS
-from rlvr.rewards.judge import JudgeError, chat, chat_url, judge_payload
+from rlvr.rewards.judge import JudgeError, ask_judge
 from rlvr.types import RewardResult
 
 RUBRIC_TEMPLATE = (
@@ -102,9 +101,9 @@ def rubric_judge(completion: str, reference: Any, metadata: dict, *, base_url: s
     prompt = (prompt_template.replace("{question}", question).replace("{completion}", completion)
               .replace("{criteria}", criteria))
     try:
-        reply = chat(chat_url(base_url), judge_payload(model, prompt, system_prompt, max_tokens),
-                     api_key=os.environ.get(api_key_env) or None, timeout_s=float(timeout_s), retries=int(retries),
-                     backoff_s=float(backoff_s), concurrency=int(concurrency))
+        reply = ask_judge(prompt, base_url=base_url, model=model, api_key_env=api_key_env, system_prompt=system_prompt,
+                          retries=retries, backoff_s=backoff_s, timeout_s=timeout_s, concurrency=concurrency,
+                          max_tokens=max_tokens)
     except JudgeError as err:
         return RewardResult(0.0, reason=f"judge failed: {err}"[:300])
     verdicts = parse_verdicts(reply, len(rubric))

@@ -112,8 +112,18 @@ def _make_engine(cfg, model, tokenizer, device, dtype, prompts, max_new_tokens) 
     add_special_tokens = not cfg.prompt.chat_template  # a chat template already carries the BOS text
     if cfg.rollout.engine == "hf":
         h = cfg.rollout.hf
-        return HFRolloutEngine(model, tokenizer, device, add_special_tokens=add_special_tokens,
-                               decode=h.decode, cache=h.cache, compile=h.compile)
+        engine = HFRolloutEngine(model, tokenizer, device, add_special_tokens=add_special_tokens,
+                                 decode=h.decode, cache=h.cache, compile=h.compile)
+        from rlvr.vision.model import is_vision_config
+
+        if is_vision_config(getattr(model, "config", None)):  # prompts with images: the model's processor
+            from rlvr.trainer.policy import model_path
+            from rlvr.vision.processor import VisionProcessor
+
+            engine.processor = VisionProcessor.load(model_path(cfg.model.path), tokenizer,
+                                                    cfg.model.trust_remote_code)
+            engine.suppress_ids = engine.processor.placeholder_ids()
+        return engine
     from rlvr.rollout.vllm import VLLMRolloutEngine
     from rlvr.trainer.policy import model_path
 

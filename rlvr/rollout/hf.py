@@ -34,6 +34,7 @@ Greedy decoding ignores seeds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 import time
@@ -108,6 +109,8 @@ class HFRolloutEngine:
         # partial rollouts (async free mode): an Event; when set, the decode loop stops at the next token and the
         # unfinished completions come back "interrupted" (continued later by `continue_ids`); None = never
         self.interrupt = None
+        self.processor = None  # a vision-language policy: its rlvr.vision.processor.VisionProcessor (images)
+        self.suppress_ids: list[int] = []  # token ids never sampled (a VLM's image / video placeholders)
         # (rows, V) logits only, not (rows, prompt width, V), where the forward can say so
         self._forward_kwargs = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
 
@@ -128,6 +131,7 @@ class HFRolloutEngine:
         top_k: int = 0,
         batch_size: int = 0,
         seeds: list[int] | None = None,
+        images: list[list] | None = None,
     ) -> list[list[Completion]]:
         """P prompts -> P lists of n completions. ``batch_size`` caps completions per decode call (0 = all): whole
         groups are batched together, and a group larger than ``batch_size`` (many rollouts per prompt, BroRL) is
@@ -136,7 +140,13 @@ class HFRolloutEngine:
         ``seeds``: one int (0 .. 2**63-1) per prompt; None draws them from torch's global RNG. With the decode loop
         a prompt's completions depend on its seed only, not on the other prompts, their order or ``batch_size``
         (split-invariant). With ``decode: generate`` each chunk is seeded with its first prompt's seed: the same
-        call with the same chunking repeats, but splitting the prompts differently changes the samples."""
+        call with the same chunking repeats, but splitting the prompts differently changes the samples.
+
+        ``images``: one list of image references per prompt (rlvr.vision.images; [] for a text prompt), for a
+        vision-language policy (``processor`` set): see `_generate_with_images`."""
+        if images is not None and any(images):
+            return self._generate_with_images(prompts, images, n, max_new_tokens, temperature, top_p, top_k,
+                                              batch_size, seeds)
         encoded = [self.tokenizer(p, add_special_tokens=self.add_special_tokens)["input_ids"] for p in prompts]
         greedy = temperature == 0
         # checked when given; drawn only when sampling (greedy ignores seeds and leaves torch's RNG alone)
@@ -196,6 +206,64 @@ class HFRolloutEngine:
             self.model.train(was_training)
         return [g[0] for g in groups]
 
+    @torch.no_grad()
+    def _generate_with_images(self, prompts, images, n, max_new_tokens, temperature, top_p, top_k, batch_size,
+                              seeds) -> list[list[Completion]]:
+        """Prompts with images: each prompt is encoded by ``self.processor`` (its image tokens expanded, its pixel
+        inputs built) and sampled on its own by ``model.generate`` (pieces of ``batch_size`` rows for a large
+        group), under torch's RNG seeded with the prompt's seed: the sampling semantics, warpers and per-token
+        log-probs of ``decode: generate``, and a prompt's samples depend on its own seed only (the decode loop's
+        explicit 1-D positions do not fit 3-D rotary positions, so it is not used here). Greedy decoding has no
+        draws: its prompts are batched (``batch_size`` rows per call). Each completion's ``vision`` is the
+        prompt's PromptInputs, which the update's forward takes again."""
+        from rlvr.vision.images import image_label, open_image
+
+        if self.processor is None:
+            raise ValueError("prompts with images need a vision-language policy: model.path's config has no "
+                             "vision_config, so no image processor was loaded")
+        greedy = temperature == 0
+        seeds = resolve_seeds(seeds, len(prompts)) if seeds is not None or not greedy else [0] * len(prompts)
+        piece = batch_size if 0 < batch_size < n and not greedy else n
+        was_training = self.model.training
+        self.model.eval()
+        results: list[list[Completion]] = []
+
+        def encode(prompt, refs):
+            inputs = self.processor.encode(prompt, [open_image(r) for r in refs or []], self.add_special_tokens)
+            inputs.images = [image_label(r) for r in refs or []]
+            return inputs
+
+        try:
+            if greedy:  # no draws: prompts batched (left-padded, their pixel inputs concatenated)
+                per_call = max(1, batch_size or len(prompts))
+                for start in range(0, len(prompts), per_call):
+                    chunk = [encode(p, r) for p, r in zip(prompts[start : start + per_call],
+                                                         images[start : start + per_call])]
+                    groups = self._generate_chunk([x.input_ids for x in chunk], n, max_new_tokens, 0.0, top_p,
+                                                  top_k, vision=chunk)
+                    for inputs, group in zip(chunk, groups):
+                        results.append([dataclasses.replace(c, vision=inputs if inputs.items else None)
+                                        for c in group])
+                return results
+            for prompt, refs, seed in zip(prompts, images, seeds):
+                inputs = encode(prompt, refs)
+                group: list[Completion] = []
+                for done in range(0, n, piece):
+                    k = min(piece, n - done)
+                    piece_seed = seed if done == 0 else derive_seed(seed, done)
+                    group.extend(self._generate_chunk([inputs.input_ids], k, max_new_tokens, temperature, top_p,
+                                                      top_k, piece_seed, vision=[inputs])[0])
+                for c in group:
+                    c.vision = inputs if inputs.items else None
+                results.append(group)
+        finally:
+            self.model.train(was_training)
+        return results
+
+    def _suppress(self) -> list[LogitsProcessor]:
+        """The first warper when ``suppress_ids`` is set: those tokens get probability 0 (greedy too)."""
+        return [_Suppress(self.suppress_ids)] if self.suppress_ids else []
+
     def _uniforms(self, seeds: list[int], n: int, max_new_tokens: int, greedy: bool) -> torch.Tensor | None:
         """The loop's (len(seeds) * n, max_new_tokens) float64 uniforms: U_p of every prompt, stacked (CPU); None
         when nothing will use them (greedy, or ``decode: generate``)."""
@@ -248,9 +316,9 @@ class HFRolloutEngine:
         """Nothing to release."""
 
     def _generate_chunk(self, prompt_ids, n, max_new_tokens, temperature, top_p, top_k,
-                        seed=None) -> list[list[Completion]]:
+                        seed=None, vision=None) -> list[list[Completion]]:
         """model.generate on one chunk; with ``seed``, under a forked global RNG seeded with it (the caller's RNG
-        state is left as it was)."""
+        state is left as it was). ``vision``: one PromptInputs per prompt (their pixel inputs)."""
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompt_ids)
         input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
@@ -279,11 +347,16 @@ class HFRolloutEngine:
             return_dict_in_generate=True,
         )
         capture = _SampledLogprobs()
-        processors = LogitsProcessorList([] if greedy else _warpers(temperature, top_k, top_p))
+        processors = LogitsProcessorList(self._suppress() + ([] if greedy else _warpers(temperature, top_k, top_p)))
         processors.append(capture)
         # generate() fills every unset field from model.generation_config: lend it a neutral one meanwhile.
         owner = _owner(self.model)  # peft
         shipped, owner.generation_config = owner.generation_config, GenerationConfig()
+        extra = {}
+        if vision is not None:
+            from rlvr.vision.inputs import forward_inputs
+
+            extra = forward_inputs(vision, width, 0, self.device)
         try:
             with _seeded_rng(self.device, None if greedy else seed):
                 out = self.model.generate(
@@ -291,6 +364,7 @@ class HFRolloutEngine:
                     attention_mask=attention.to(self.device),
                     generation_config=config,
                     logits_processor=processors,
+                    **extra,
                 )
         finally:
             owner.generation_config = shipped
@@ -330,7 +404,7 @@ class HFRolloutEngine:
             _select_rows(cache, expand)
             logits, mask, next_pos = logits[expand], mask[expand], next_pos[expand]
 
-        warpers = [] if greedy else _warpers(temperature, top_k, top_p)
+        warpers = self._suppress() + ([] if greedy else _warpers(temperature, top_k, top_p))
         eos = torch.tensor(self.eos_ids, device=dev)
         tokens = torch.full((rows_total, max_new_tokens), pad, dtype=torch.long, device=dev)
         logprobs = torch.zeros((rows_total, max_new_tokens), dtype=torch.float32, device=dev)
@@ -542,6 +616,19 @@ def _inverse_cdf_sample(scores: torch.Tensor, uniform: torch.Tensor) -> torch.Te
     if bool((token >= scores.shape[-1]).any()):
         raise RuntimeError("probability tensor contains either inf, nan or element < 0 (decode loop sampling)")
     return token
+
+
+class _Suppress(LogitsProcessor):
+    """Scores of ``ids`` set to -inf: a vision-language policy never samples an image placeholder token (one in a
+    response would not match the pixel inputs in the update's forward). Like top-k / top-p, it is part of the
+    sampling distribution: the sampling log-probs are the renormalised ones, log p - log(1 - p(ids)), while the
+    update scores the model's full softmax (a trained VLM puts ~0 mass there; docs/vision.md)."""
+
+    def __init__(self, ids: list[int]):
+        self.ids = torch.tensor(sorted(set(ids)), dtype=torch.long)
+
+    def __call__(self, input_ids, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return scores.index_fill(-1, self.ids.to(scores.device), float("-inf"))
 
 
 class _SampledLogprobs(LogitsProcessor):

@@ -33,6 +33,9 @@ class RolloutBatch:
                     None = is_weights as filled above
     old_values:     (B, T) float or None, the critic's V(s_t) before the update (PPO; filled by the trainer)
     returns:        (B, T) float or None, GAE returns: the critic's targets
+    vision:         (B,) list of rlvr.vision.processor.PromptInputs (None for a text row), or None for a text
+                    batch: the pixel inputs each row's forward takes again (prompt_ids hold its image tokens,
+                    which are prompt tokens and so never in response_mask)
     """
 
     prompt_ids: torch.Tensor
@@ -50,6 +53,7 @@ class RolloutBatch:
     old_values: torch.Tensor | None = None
     returns: torch.Tensor | None = None
     context_mask: torch.Tensor | None = None
+    vision: list | None = None
 
     @property
     def token_mask(self) -> torch.Tensor:
@@ -68,6 +72,16 @@ class RolloutBatch:
         mask = torch.cat([pmask[:, -lp:], rmask[:, :t]], dim=1)
         return ids.to(device), mask.long().to(device), t
 
+    def vision_inputs(self, rows: torch.Tensor | slice, device: torch.device) -> dict[str, torch.Tensor]:
+        """The pixel inputs of ``rows`` laid out for `model_inputs`' ids (rlvr.vision.inputs); {} for text."""
+        if self.vision is None:
+            return {}
+        from rlvr.vision.inputs import forward_inputs
+
+        index = torch.arange(len(self))[rows].reshape(-1).tolist()
+        lp = int(self.prompt_mask[rows].sum(-1).max())
+        t = max(int(self.token_mask[rows].sum(-1).max()), 1)
+        return forward_inputs([self.vision[i] for i in index], lp, t, device)
 
     def lengths(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(prompt lengths, response lengths) of the rows."""
@@ -198,4 +212,5 @@ def build_batch(
         truncated=torch.tensor([c.finish_reason == "length" for c in flat]),
         rollout_logp=rollout_logp if has_logprobs else None,
         context_mask=context_mask,
+        vision=[c.vision for c in flat] if any(c.vision is not None for c in flat) else None,
     )

@@ -13,6 +13,7 @@ ranks, or in one process.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ import torch
 from rlvr.config import RunConfig
 from rlvr.trainer import state as ckpt
 from rlvr.trainer.optim import make_optimizer
-from rlvr.trainer.policy import load_policy, make_reference
+from rlvr.trainer.policy import load_policy, make_reference, model_path
 from rlvr.trainer.update import UpdateRuntime, prepare, update_policy
+from rlvr.vision.model import copy_processor_files, is_vision_config
 
 log = logging.getLogger("rlvr")
 
@@ -91,6 +93,9 @@ class Learner:
 
             self.critic = Critic(cfg, self.model, device, dtype, resume, saved.get("critic") if saved else None)
         self.runtime = UpdateRuntime.from_config(cfg, self.model, sharded=shard is not None)
+        self.vision_files = None  # a vision-language policy: its processor files go into every checkpoint
+        if is_vision_config(getattr(self.model, "config", None)):
+            self.vision_files = functools.partial(copy_processor_files, model_path(cfg.model.path))
 
     @property
     def policy(self) -> torch.nn.Module:
@@ -159,6 +164,7 @@ class Learner:
         state = {"optimizer": optimizer_state, "scheduler": self.scheduler.state_dict(), **driver_state}
         if self.critic is not None:
             state["critic"] = self.critic.state_dict()
+        writers = [w for w in (self.critic.save if self.critic is not None else None, self.vision_files) if w]
         return ckpt.save_checkpoint(output_dir, step, self.model, tokenizer, state, keep, reference=reference,
                                     model_state=model_state, reference_state=reference_state,
-                                    extra=self.critic.save if self.critic is not None else None)
+                                    extra=(lambda folder: [w(folder) for w in writers]) if writers else None)

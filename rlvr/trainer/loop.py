@@ -38,6 +38,7 @@ from rlvr.config import RunConfig, source_name, to_dict, to_yaml
 from rlvr.data import check_template, load_examples, render_prompt
 from rlvr.data.checks import drop_long_prompts
 from rlvr.data.sampler import make_sampler
+from rlvr.eval.runner import image_kwargs
 from rlvr.logging import MetricsLogger
 from rlvr.rewards import RewardScorer
 from rlvr.rollout import make_engine
@@ -48,6 +49,7 @@ from rlvr.trainer.learner import Learner, step_seed
 from rlvr.trainer.pipeline import AsyncRollout, PipelineError, probe_ids_for, thread_split
 from rlvr.trainer.policy import load_tokenizer, resolve_device, resolve_dtype
 from rlvr.trainer.progress import StepProgress
+from rlvr.vision.images import image_label
 
 log = logging.getLogger("rlvr")
 
@@ -151,7 +153,7 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
         t0 = time.perf_counter()
         groups = generate([ex.prompt for ex in examples], r.n, max_new_tokens=r.max_new_tokens,
                                  temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, batch_size=r.batch_size,
-                                 seeds=seeds)
+                                 seeds=seeds, **image_kwargs(examples))  # images: a vision-language policy
         t1 = time.perf_counter()
         flat_ex = [ex for ex in examples for _ in range(r.n)]
         flat = [c for g in groups for c in g]
@@ -226,6 +228,7 @@ def completion_rows(cfg, step, examples, groups, results) -> list[dict[str, Any]
              "extracted": x.extracted, **({"details": x.details} if x.details else {}),
              "finish_reason": c.finish_reason, "tokens": len(c.token_ids), "version": c.version,
              **({"segments": c.segments} if c.segments else {}), **({"turns": c.turns} if c.turns else {}),
+             **({"images": [image_label(ref) for ref in ex.images]} if ex.images else {}),  # never the pixels
              **({"source": ex.origin} if ex.origin else {})}
             for (ex, c), x, ok in zip(flat, results, correct_flags(cfg, results))]
 

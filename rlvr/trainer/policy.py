@@ -61,12 +61,24 @@ def load_tokenizer(cfg: ModelConfig):
 
 
 def load_policy(cfg: ModelConfig, device: torch.device, dtype: torch.dtype):
-    """The trainable policy: the HF model, optionally wrapped with LoRA adapters (peft)."""
-    from transformers import AutoModelForCausalLM
+    """The trainable policy: the HF model (a vision-language one where the config has a vision tower,
+    rlvr.vision.model), optionally wrapped with LoRA adapters (peft; on the language model of a VLM)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from rlvr.vision.model import freeze_vision, is_vision_config, load_vision_model, lora_exclude_pattern
 
     path = model_path(cfg.path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    vision = is_vision_config(AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code))
+    if vision:
+        model = load_vision_model(path, dtype, cfg.trust_remote_code)
+    elif cfg.freeze_vision:
+        raise ValueError(f"model.freeze_vision: {path} is not a vision-language model (its config has no "
+                         "vision_config)")
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
     model.to(device)
+    if cfg.freeze_vision:
+        log.info("model.freeze_vision: %d vision-tower parameters frozen", freeze_vision(model))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -82,6 +94,7 @@ def load_policy(cfg: ModelConfig, device: torch.device, dtype: torch.dtype):
             lora_dropout=0.0,
             target_modules=targets[0] if targets == ["all-linear"] else targets,
             task_type="CAUSAL_LM",
+            exclude_modules=lora_exclude_pattern() if vision else None,  # the language model only
         )
         model = get_peft_model(model, lora)
     disable_dropout(model)
@@ -219,6 +232,7 @@ def response_logprobs(
     entropy_grad: bool = False,
     forward=None,
     value_head=None,
+    extra: dict | None = None,
 ):
     """Log-probs (and entropies) of the response tokens.
 
@@ -227,10 +241,14 @@ def response_logprobs(
     by ``chunk_size`` x V through rlvr.algorithms.logprobs.token_logprobs. ``forward``: a `Forward` (compiled
     or eager module calls); None calls the module directly. ``value_head``: a shared critic's head, (b, t, H)
     last hidden states -> (b, t) values; when given, the values of the same forward come third: (logp, entropy,
-    values).
+    values). ``extra``: a vision-language model's pixel inputs for these rows (rlvr.vision.inputs); with them
+    the model derives its own positions (Qwen's 3-D rotary positions) from the ids, the mask and the images.
     """
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask)
+    if extra:
+        inputs.update(extra)
+    else:
+        inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     return _scored(model, inputs, lambda x: x[:, -response_width - 1 : -1], input_ids[:, -response_width:],
                    forward=forward, temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy,
                    entropy_grad=entropy_grad, value_head=value_head)

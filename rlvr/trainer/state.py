@@ -212,6 +212,13 @@ def load_policy_weights(model, path: Path) -> None:
             state.update(load_file(str(file)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {k for k in missing if "lm_head" in k or "embed" in k}
+    if (set(missing) - tied or unexpected) and hasattr(model, "from_pretrained") and unexpected:
+        # saved under the checkpoint key layout of its class (transformers renames on save, e.g. Qwen2.5-VL's
+        # model.layers -> model.language_model.layers): let from_pretrained apply the renaming
+        first = next(model.parameters())
+        renamed = type(model).from_pretrained(str(path), dtype=first.dtype).state_dict()
+        missing, unexpected = model.load_state_dict(renamed, strict=False)
+        tied = {k for k in missing if "lm_head" in k or "embed" in k}
     if set(missing) - tied or unexpected:
         raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
 

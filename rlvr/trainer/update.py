@@ -120,7 +120,7 @@ class UpdateRuntime:
         if shard is not None:
             own = shard.part(rows)
             return shard.align(self.micro_batches(batch, own, size, device) if len(own) else [])
-        if self.packing:
+        if self.packing and batch.vision is None:  # images: padded rows (3-D positions come from the mask)
             return batch.packed_micro_batches(rows, size, device)
         return [(r, None) for r in _micro_batches(rows, size)]
 
@@ -137,7 +137,8 @@ def _forward(model, batch: RolloutBatch, rows, pack, device, forward, value_head
         width = pack.out_shape[1]
     else:
         ids, mask, width = batch.model_inputs(rows, device)
-        scores = response_logprobs(model, ids, mask, width, forward=forward, value_head=value_head, **kwargs)
+        scores = response_logprobs(model, ids, mask, width, forward=forward, value_head=value_head,
+                                   extra=batch.vision_inputs(rows, device), **kwargs)
     logp, entropy, *values = scores
     return logp, entropy, width, values[0] if values else None
 
@@ -220,7 +221,7 @@ def prepare(model, reference: Reference | None, batch: RolloutBatch, algo: Algor
     """
     runtime = runtime or UpdateRuntime()
     perf: dict[str, float] = {}
-    if runtime.packing and not runtime.packing_checked:
+    if runtime.packing and not runtime.packing_checked and batch.vision is None:
         runtime.check_packing(model, batch, device, temperature, algo.logprob_chunk, perf)
     every_row = torch.arange(len(batch))
     micros = runtime.micro_batches(batch, every_row, trainer.micro_batch_size, device, shard)
