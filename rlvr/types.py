@@ -23,6 +23,8 @@ class Example:
     index:     position of the row in its source (0-based), stable across runs.
     prompt:    the rendered prompt text fed to the model (filled in by rlvr.data.render_prompt).
     origin:    the name of the data.sources entry it came from (a mixture); "" with a single data.source.
+    teachers:  teacher completions of this problem (the row's data.teacher_field: one string or a list), for
+               off-policy guidance (algorithm.guidance, docs/guidance.md); empty without one.
     """
 
     question: str
@@ -33,6 +35,7 @@ class Example:
     index: int = 0
     prompt: str = ""
     origin: str = ""
+    teachers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Completion:
                (what completions.jsonl stores); empty for a single turn.
     env_reward: multi-turn with an environment: its per-turn rewards summed (discounted) over the trajectory,
                added to the verifier's score; None without one.
+    off_policy: a teacher completion put into the group (algorithm.guidance, in_group): its tokens are marked in
+               the batch's off_policy_mask and take the off-policy loss; logprobs is empty.
     """
 
     text: str
@@ -66,6 +71,7 @@ class Completion:
     loss_mask: list[int] = field(default_factory=list)
     turns: list[dict[str, Any]] = field(default_factory=list)
     env_reward: float | None = None
+    off_policy: bool = False
 
 
 @dataclass

@@ -314,6 +314,7 @@ def row_to_example(
     elif not isinstance(verifier, str) or not verifier:
         return f"verifier is not a non-empty string (got {verifier!r})"
     metadata = {str(k): to_jsonable(v) for k, v in row.items() if k not in (qf, af, "verifier")}
+    teachers = teacher_completions(row.get(cfg.teacher_field)) if cfg.teacher_field else []
     return Example(
         question=question,
         answer=to_jsonable(row.get(af)),
@@ -321,7 +322,15 @@ def row_to_example(
         metadata=metadata,
         source=source,
         index=index,
+        teachers=teachers,
     )
+
+
+def teacher_completions(value: Any) -> list[str]:
+    """A row's teacher field (data.teacher_field) -> its completions: a string, or a list of them (anything else,
+    and empty strings, are left out; the guidance step logs which prompts have none)."""
+    items = value if isinstance(value, list) else [value]
+    return [v for v in items if isinstance(v, str) and v.strip()]
 
 
 def load_examples(cfg: DataConfig, *, eval: bool = False, answer_required: bool = True) -> DataReport:

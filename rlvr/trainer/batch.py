@@ -33,6 +33,8 @@ class RolloutBatch:
                     None = is_weights as filled above
     old_values:     (B, T) float or None, the critic's V(s_t) before the update (PPO; filled by the trainer)
     returns:        (B, T) float or None, GAE returns: the critic's targets
+    off_policy_mask: (B, T) bool or None, the tokens of teacher completions put into a group (algorithm.guidance,
+                    in_group): they take the off-policy loss (rlvr.algorithms.guidance); None = no teacher rows
     """
 
     prompt_ids: torch.Tensor
@@ -50,6 +52,7 @@ class RolloutBatch:
     old_values: torch.Tensor | None = None
     returns: torch.Tensor | None = None
     context_mask: torch.Tensor | None = None
+    off_policy_mask: torch.Tensor | None = None
 
     @property
     def token_mask(self) -> torch.Tensor:
@@ -172,9 +175,12 @@ def build_batch(
     response_ids = torch.full((b, t), pad_id, dtype=torch.long)
     response_mask = torch.zeros((b, t), dtype=torch.bool)
     rollout_logp = torch.zeros((b, t), dtype=torch.float32)
-    has_logprobs = all(len(c.logprobs) == len(c.token_ids) for c in flat)
+    # teacher completions (guidance) have no sampling log-probs: such a batch recomputes old_logp (no rollout_logp)
+    has_logprobs = all(len(c.logprobs) == len(c.token_ids) and not c.off_policy for c in flat)
     multi_turn = any(c.loss_mask for c in flat)  # observation tokens: context, not loss
     context_mask = response_mask.clone() if multi_turn else None
+    off_policy = [c.off_policy for c in flat]
+    off_policy_mask = torch.zeros((b, t), dtype=torch.bool) if any(off_policy) else None
     for i, c in enumerate(flat):
         if c.prompt_ids:
             prompt_ids[i, lp - len(c.prompt_ids) :] = torch.tensor(c.prompt_ids)
@@ -188,6 +194,8 @@ def build_batch(
                     response_mask[i, : len(c.token_ids)] = torch.tensor(c.loss_mask, dtype=torch.bool)
             if has_logprobs:
                 rollout_logp[i, : len(c.token_ids)] = torch.tensor(c.logprobs, dtype=torch.float32)
+            if c.off_policy:
+                off_policy_mask[i, : len(c.token_ids)] = True
     return RolloutBatch(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
@@ -198,4 +206,5 @@ def build_batch(
         truncated=torch.tensor([c.finish_reason == "length" for c in flat]),
         rollout_logp=rollout_logp if has_logprobs else None,
         context_mask=context_mask,
+        off_policy_mask=off_policy_mask,
     )
