@@ -135,6 +135,9 @@ def run_evals(args) -> None:
     def one(job):
         arm, seed, model = job
         name = "base" if seed is None else f"{arm}_seed{seed}"
+        while not (Path(model) / "config.json").is_file():  # `train` may still be running: evaluate as runs end
+            time.sleep(20)
+        time.sleep(5)
         return {"arm": arm, "seed": seed, **{part: summary_of(rlvr_eval(model, part, out / "eval" / f"{name}_{part}",
                                                                       args)) for part in ("easy", "hard")}}
 
