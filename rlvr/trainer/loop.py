@@ -103,10 +103,11 @@ def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Pa
 
 def load_data(cfg: RunConfig) -> tuple[list, list]:
     """Training (and held-out) examples; bad rows reported once. Runs before any model or tokenizer loads."""
-    report = load_examples(cfg.data, answer_required=not label_free(cfg.reward.components))  # TTRL: no answers
+    needs_answer = not label_free(cfg.reward.components)  # TTRL / RLCCF: rows without answers train
+    report = load_examples(cfg.data, answer_required=needs_answer)
     if report.bad_rows or report.notes:  # skipped rows, duplicate rows
         log.warning(report.summary())
-    held_out = load_examples(cfg.data, eval=True).examples if cfg.data.eval_source else []
+    held_out = load_examples(cfg.data, eval=True, answer_required=needs_answer).examples if cfg.data.eval_source else []
     check_template(cfg.prompt, report.examples + held_out)
     return report.examples, held_out
 
