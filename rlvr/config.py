@@ -102,6 +102,7 @@ class DataConfig:
     split: str = "train"  # split name inside a DatasetDict folder
     question_field: str = "question"
     answer_field: str = "answer"
+    teacher_field: str = ""  # a row field with teacher completion(s), a string or a list (algorithm.guidance)
     verifier: str = "math"  # verifier for rows of file sources (a row's own "verifier" field wins)
     size: int = 1000  # number of items generated for reasoning_gym sources
     kwargs: dict[str, Any] = field(default_factory=dict)  # reasoning_gym dataset kwargs
@@ -202,6 +203,31 @@ class RewardConfig:
 
 
 @dataclass
+class GuidanceConfig:
+    """Off-policy teacher guidance (LUFFY, RL-PLUS, AMPO, ReLIFT; docs/guidance.md): the teacher completions of
+    ``data.teacher_field`` replace on-policy slots of a group (placement in_group) or feed an interleaved
+    supervised step (placement sft_buffer). trigger never (the default) turns it off."""
+
+    trigger: str = "never"  # never | always (every group) | all_fail (groups where no rollout is correct)
+    n_inject: int = 1  # teacher completions per triggered group (at most the example's teachers and G)
+    select: str = "first"  # first | random | comprehension (the policy's probability of the gold answer after it)
+    placement: str = "in_group"  # in_group (replace slots, off-policy loss) | sft_buffer (ReLIFT's SFT step)
+    off_weight: str = "luffy"  # the teacher tokens' surrogate: luffy p/(p+gamma) | rlplus | none (plain ratio)
+    gamma: float = 0.1  # luffy's policy-shaping constant
+    adv_scale: str = "none"  # none | explore (RL-PLUS: A * (1 - sg[p])^0.5 on teacher tokens)
+    on_clip: bool = True  # false: the on-policy tokens' ratio is not clipped (LUFFY / RL-PLUS released scripts)
+    force_teacher_reward: float | None = None  # AMPO: a teacher completion scoring below this gets this reward
+    sft_buffer_size: int = 128  # ReLIFT: demonstrations collected before one supervised step
+    sft_lr: float = 1e-6  # ReLIFT: the supervised step's learning rate (its own AdamW)
+    sft_entropy_coef: float = 0.001  # ReLIFT: loss = NLL - coef * entropy
+    sft_micro_batch_size: int = 32  # rows per forward/backward of the supervised step
+
+    @property
+    def enabled(self) -> bool:
+        return self.trigger != "never"
+
+
+@dataclass
 class AlgorithmConfig:
     name: str = "grpo"  # preset; its values are applied first, then the keys given here
     advantage: str = "grpo"
@@ -239,6 +265,7 @@ class AlgorithmConfig:
     # GAE (advantage: gae, PPO with a critic): discount and GAE lambda over the response tokens
     gamma: float = 1.0
     lam: float = 1.0
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)  # teacher completions (docs/guidance.md)
 
 
 @dataclass
@@ -491,7 +518,9 @@ def _apply_preset(tree: dict[str, Any]) -> None:
     except KeyError as err:
         raise ConfigError(f"algorithm.name: {err.args[0]}") from None
     merged = dict(preset)
-    merged.update(algo)
+    for key, value in algo.items():  # a nested section (guidance) merges key by key over the preset's
+        base = merged.get(key)
+        merged[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
     merged["name"] = name
     tree["algorithm"] = merged
 
@@ -636,6 +665,7 @@ def validate(cfg: RunConfig) -> None:
     _validate_critic(cfg)
     _validate_data(cfg)
     _validate_vision(cfg)
+    _validate_guidance(cfg)
     d = cfg.distributed
     _choice("distributed.backend", d.backend, ["none", "ray"])
     for key in ("trainer_workers", "rollout_workers", "reward_workers"):
@@ -833,6 +863,54 @@ def _validate_multi_turn(cfg: RunConfig) -> None:
                           "none and async.max_staleness: 0")
 
 
+GUIDANCE_CHOICES = {"trigger": ["never", "always", "all_fail"], "select": ["first", "random", "comprehension"],
+                    "placement": ["in_group", "sft_buffer"], "off_weight": ["luffy", "rlplus", "none"],
+                    "adv_scale": ["none", "explore"]}
+
+
+def _validate_guidance(cfg: RunConfig) -> None:
+    """algorithm.guidance (teacher completions, docs/guidance.md) and the label-free vote rewards."""
+    g = cfg.algorithm.guidance
+    for key, choices in GUIDANCE_CHOICES.items():
+        _choice(f"algorithm.guidance.{key}", getattr(g, key), choices)
+    for key in ("n_inject", "sft_buffer_size", "sft_micro_batch_size"):
+        if getattr(g, key) < 1:
+            raise ConfigError(f"algorithm.guidance.{key} must be >= 1, got {getattr(g, key)}")
+    if not (g.gamma > 0 and math.isfinite(g.gamma)):
+        raise ConfigError(f"algorithm.guidance.gamma must be a finite number > 0 (LUFFY: 0.1), got {g.gamma}")
+    if not (g.sft_lr > 0 and math.isfinite(g.sft_lr)) or g.sft_entropy_coef < 0:
+        raise ConfigError(f"algorithm.guidance.sft_lr must be > 0 and sft_entropy_coef >= 0 (ReLIFT: 1e-6, 0.001), "
+                          f"got {g.sft_lr}, {g.sft_entropy_coef}")
+    if g.force_teacher_reward is not None and not math.isfinite(g.force_teacher_reward):
+        raise ConfigError(f"algorithm.guidance.force_teacher_reward must be a finite number or null, got "
+                          f"{g.force_teacher_reward}")
+    if g.enabled:
+        if not cfg.data.teacher_field:
+            raise ConfigError("algorithm.guidance needs teacher completions: set data.teacher_field to the row "
+                              "field that holds them (a string or a list of strings)")
+        if g.placement == "in_group" and g.n_inject >= cfg.rollout.n:
+            raise ConfigError(f"algorithm.guidance.n_inject = {g.n_inject} would replace every one of the "
+                              f"rollout.n = {cfg.rollout.n} rollouts of a group; keep at least one on-policy")
+        if cfg.distributed.backend != "none" or cfg.async_.max_staleness > 0:
+            raise ConfigError("algorithm.guidance runs in the synchronous single-process loop for now: it needs "
+                              "distributed.backend: none and async.max_staleness: 0")
+        if g.placement == "in_group" and cfg.algorithm.rollout_is != "none":
+            raise ConfigError("algorithm.guidance in_group: teacher rows have no sampling log-probs, so the rollout "
+                              "correction (algorithm.rollout_is) cannot weight them; set rollout_is: none")
+        if cfg.rollout.multi_turn.enabled:
+            raise ConfigError("algorithm.guidance injects single-turn teacher completions; it does not run with "
+                              "rollout.multi_turn")
+    from rlvr.rewards.vote import train_votes
+
+    n_train = train_votes(cfg.reward.components)
+    if n_train and not 1 <= n_train <= cfg.rollout.n:
+        raise ConfigError(f"reward.components: majority_vote's n_train = {n_train} must be in [1, rollout.n = "
+                          f"{cfg.rollout.n}] (the first n_train of the n votes are trained on)")
+    if n_train and n_train < cfg.rollout.n and (cfg.async_.max_staleness > 0 or cfg.distributed.backend != "none"):
+        raise ConfigError("majority_vote's n_train (train on the first n_train votes) runs in the synchronous "
+                          "single-process loop for now")
+
+
 def _validate_batch_rewards(cfg: RunConfig) -> None:
     """Batch rewards (rlpr, pairwise_judge: rlvr.rewards.batch), brpo and the RLPR std filter."""
     from rlvr.rewards import BATCH_REWARDS
@@ -915,7 +993,8 @@ def _validate_vision(cfg: RunConfig) -> None:
     refused = {"rollout.engine: vllm": cfg.rollout.engine != "hf", "async.max_staleness > 0":
                cfg.async_.max_staleness > 0, "distributed.backend: ray": cfg.distributed.backend != "none",
                "rollout.multi_turn": cfg.rollout.multi_turn.enabled, "a critic (PPO)": bool(cfg.critic.path or
-                                                                                            cfg.critic.shared)}
+                                                                                            cfg.critic.shared),
+               "algorithm.guidance (teacher rows carry no pixel inputs)": cfg.algorithm.guidance.trigger != "never"}
     for name, on in refused.items():
         if on:
             raise ConfigError(f"data.image_field: prompts with images are sampled by the HF engine in this process; "

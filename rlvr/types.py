@@ -25,6 +25,8 @@ class Example:
     origin:    the name of the data.sources entry it came from (a mixture); "" with a single data.source.
     images:    the example's images (data.image_field): absolute paths or encoded bytes (rlvr.vision.images),
                checked when the data loaded; empty for a text example.
+    teachers:  teacher completions of this problem (the row's data.teacher_field: one string or a list), for
+               off-policy guidance (algorithm.guidance, docs/guidance.md); empty without one.
     """
 
     question: str
@@ -36,6 +38,7 @@ class Example:
     prompt: str = ""
     origin: str = ""
     images: list[Any] = field(default_factory=list)
+    teachers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Completion:
                added to the verifier's score; None without one.
     vision:    a prompt with images: its rlvr.vision.processor.PromptInputs (the pixel inputs the update's forward
                takes again; prompt_ids then hold the expanded image tokens), shared by the group; None for text.
+    off_policy: a teacher completion put into the group (algorithm.guidance, in_group): its tokens are marked in
+               the batch's off_policy_mask and take the off-policy loss; logprobs is empty.
     """
 
     text: str
@@ -72,6 +77,7 @@ class Completion:
     turns: list[dict[str, Any]] = field(default_factory=list)
     env_reward: float | None = None
     vision: Any = None
+    off_policy: bool = False
 
 
 @dataclass

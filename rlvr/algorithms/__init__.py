@@ -29,6 +29,13 @@ from rlvr.algorithms.aggregate import (
 )
 from rlvr.algorithms.entropy import forking_token_mask
 from rlvr.algorithms.filters import all_equal_groups, overlong_mask, zero_variance_groups
+from rlvr.algorithms.guidance import (
+    OFF_POLICY_WEIGHTS,
+    choose_teachers,
+    injection_slots,
+    mixed_pg_loss,
+    sft_loss,
+)
 from rlvr.algorithms.kl import KL_ESTIMATORS, adaptive_kl_coef, k1, k2, k3
 from rlvr.algorithms.logprobs import entropy_from_logits, token_logprobs, token_logprobs_reference
 from rlvr.algorithms.losses import POLICY_LOSSES, clipped_pg_loss, gspo, ppo_clip
@@ -41,11 +48,13 @@ __all__ = [
     "ADVANTAGES",
     "AGGREGATIONS",
     "KL_ESTIMATORS",
+    "OFF_POLICY_WEIGHTS",
     "POLICY_LOSSES",
     "PRESETS",
     "ROLLOUT_IS_MODES",
     "adaptive_kl_coef",
     "all_equal_groups",
+    "choose_teachers",
     "clipped_pg_loss",
     "combine_group_ids",
     "dr_grpo",
@@ -56,6 +65,7 @@ __all__ = [
     "gae_advantages",
     "group_stats",
     "grpo",
+    "injection_slots",
     "gspo",
     "k1",
     "k2",
@@ -64,6 +74,7 @@ __all__ = [
     "masked_sum",
     "masked_var",
     "masked_whiten",
+    "mixed_pg_loss",
     "overlong_mask",
     "ppo_clip",
     "reinforce_pp",
@@ -73,6 +84,7 @@ __all__ = [
     "seq_mean_token_mean",
     "seq_mean_token_sum",
     "seq_mean_token_sum_norm",
+    "sft_loss",
     "token_logprobs",
     "token_logprobs_reference",
     "token_mean",

@@ -195,3 +195,45 @@ PRESETS.register(
     "0.5 x EMA_0.99(std)); pair it with the rlpr reward component. Only the filter and the reward are the paper's; "
     "the rest of its recipe (optimiser settings, clip values, KL) is not reproduced.",
 )
+
+# Off-policy teacher guidance (ALGORITHMS.md section 18; docs/guidance.md). All four: A = r - group mean (no std),
+# the T_max-sum aggregation (seq-mean-token-sum-norm over rollout.max_new_tokens), entropy bonus 0.001, no KL.
+_GUIDED = {**_GRPO, "norm_by_std": False, "agg": "seq-mean-token-sum-norm", "agg_norm_len": 0, "entropy_coef": 0.001}
+_LUFFY_GUIDANCE = {"trigger": "always", "n_inject": 1, "select": "first", "placement": "in_group",
+                   "off_weight": "luffy", "gamma": 0.1, "adv_scale": "none", "on_clip": False}
+
+PRESETS.register(
+    "luffy",
+    {**_GUIDED, "guidance": dict(_LUFFY_GUIDANCE)},
+    doc="LUFFY (arXiv:2504.14945): one teacher completion in every group (7 on-policy + 1), off-policy tokens "
+    "-A p/(p+0.1) (policy shaping), on-policy unclipped -A rho, A = r - mean of the mixed group, T_max-sum, "
+    "entropy 0.001. Needs data.teacher_field. Deviation: all G are sampled and the last replaced (LUFFY samples 7).",
+)
+
+PRESETS.register(
+    "rl_plus",
+    {**_GUIDED, "guidance": {**_LUFFY_GUIDANCE, "off_weight": "rlplus", "adv_scale": "explore"}},
+    doc="RL-PLUS (arXiv:2508.00222): LUFFY's data, teacher tokens weighted by the multiple importance sampling "
+    "weight p/(0.75 p_old + 0.25) with the exploration advantage A (1 - p)^0.5. Needs data.teacher_field.",
+)
+
+PRESETS.register(
+    "ampo",
+    {**_GUIDED, "clip_low": 0.2, "clip_high": 0.2, "dual_clip": 10.0,
+     "guidance": {"trigger": "all_fail", "n_inject": 2, "select": "comprehension", "placement": "in_group",
+                  "off_weight": "luffy", "gamma": 0.1, "adv_scale": "none", "on_clip": True,
+                  "force_teacher_reward": 1.0}},
+    doc="AMPO (arXiv:2510.02227): only groups where every rollout fails get teachers, 2 failed slots replaced by "
+    "the teachers the policy comprehends best (its probability of the gold answer after them, RLPR score, "
+    "negative -> 0), teacher reward forced to 1; on-policy clip 0.2 with dual clip 10, off-policy -A p/(p+0.1).",
+)
+
+PRESETS.register(
+    "relift",
+    {**_GUIDED, "guidance": {"trigger": "all_fail", "n_inject": 1, "select": "first", "placement": "sft_buffer",
+                             "off_weight": "none", "sft_buffer_size": 128, "sft_lr": 1e-6,
+                             "sft_entropy_coef": 0.001}},
+    doc="ReLIFT (arXiv:2506.07527): plain GRPO steps (A = r - mean); prompts whose rollouts all fail queue a "
+    "demonstration, and every 128 of them one interleaved supervised step (NLL - 0.001 entropy, own AdamW, lr 1e-6). "
+    "Deviation: the RL loss keeps ppo_clip (inactive with one update per batch: ReLIFT removes the clip).",
+)

@@ -83,6 +83,7 @@ def list_registries() -> None:
         ("policy losses", algorithms.POLICY_LOSSES),
         ("loss aggregations", algorithms.AGGREGATIONS),
         ("KL estimators", algorithms.KL_ESTIMATORS),
+        ("off-policy token weights (algorithm.guidance.off_weight)", algorithms.OFF_POLICY_WEIGHTS),
         ("verifiers", rewards.VERIFIERS),
         ("batch rewards (trainer process)", rewards.BATCH_REWARDS),
         ("data sources", data.SOURCES),

@@ -328,6 +328,7 @@ def row_to_example(
             return str(err)
     hidden = (qf, af, "verifier", cfg.image_field)
     metadata = {str(k): to_jsonable(v) for k, v in row.items() if k not in hidden}
+    teachers = teacher_completions(row.get(cfg.teacher_field)) if cfg.teacher_field else []
     return Example(
         question=question,
         answer=to_jsonable(row.get(af)),
@@ -336,7 +337,15 @@ def row_to_example(
         source=source,
         index=index,
         images=images,
+        teachers=teachers,
     )
+
+
+def teacher_completions(value: Any) -> list[str]:
+    """A row's teacher field (data.teacher_field) -> its completions: a string, or a list of them (anything else,
+    and empty strings, are left out; the guidance step logs which prompts have none)."""
+    items = value if isinstance(value, list) else [value]
+    return [v for v in items if isinstance(v, str) and v.strip()]
 
 
 def load_examples(cfg: DataConfig, *, eval: bool = False, answer_required: bool = True) -> DataReport:

@@ -33,7 +33,8 @@ OPS = "+-"  # operators
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 
-def make_problem(rng: random.Random, slip: float = 0.0, slip_rng: random.Random | None = None) -> dict[str, Any]:
+def make_problem(rng: random.Random, slip: float = 0.0, slip_rng: random.Random | None = None,
+                 first: tuple[int, int] = FIRST) -> dict[str, Any]:
     """One problem x0 op1 x1 op2 x2 ... with every running result >= 0, and its worked solution.
 
     "47+8-5+9" -> "<think>47+8=55 55-5=50 50+9=59</think><answer>59</answer>", answer "59".
@@ -41,11 +42,12 @@ def make_problem(rng: random.Random, slip: float = 0.0, slip_rng: random.Random 
     47+8=45, 50-7=53). The worked solution then carries on from the wrong value and ends in a wrong answer;
     "answer" is always the true result. The question and answer depend on ``rng`` only; slips are drawn from
     ``slip_rng`` (required when slip > 0), so the same problems come out for every slip rate.
+    first: the range of the first operand (FIRST; (100, 999): three-digit starts the warm-up never saw).
     """
     if slip and slip_rng is None:
         raise ValueError("make_problem: slip > 0 needs its own slip_rng (drawing from rng would change the problems)")
     while True:
-        value = rng.randint(*FIRST)
+        value = start = rng.randint(*first)
         question, ops = str(value), []
         for _ in range(STEPS):
             op, x = rng.choice(OPS), rng.randint(*REST)
@@ -56,7 +58,7 @@ def make_problem(rng: random.Random, slip: float = 0.0, slip_rng: random.Random 
                 break
         if value >= 0:
             break
-    shown, steps = int(question[:2]), []
+    shown, steps = start, []
     for op, x in ops:
         new = shown + x if op == "+" else shown - x
         if slip and slip_rng.random() < slip and carries(shown, op, x):
@@ -78,7 +80,7 @@ def is_heldout(question: str) -> bool:
     return zlib.crc32(question.encode()) % HELDOUT_MOD == 0
 
 
-def generate(split: str, n: int, seed: int, slip: float = 0.0) -> list[dict[str, Any]]:
+def generate(split: str, n: int, seed: int, slip: float = 0.0, first: tuple[int, int] = FIRST) -> list[dict[str, Any]]:
     """``n`` distinct problems of ``split`` ("train" or "heldout"), deterministic in ``seed``.
 
     Each row: question, answer (a decimal string), solution (the <think>/<answer> completion for SFT; with
@@ -94,7 +96,7 @@ def generate(split: str, n: int, seed: int, slip: float = 0.0) -> list[dict[str,
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     while len(rows) < n:
-        row = make_problem(rng, slip, slip_rng)
+        row = make_problem(rng, slip, slip_rng, first)
         q = row["question"]
         if is_heldout(q) == want_heldout and q not in seen:
             seen.add(q)

@@ -14,7 +14,7 @@ from rlvr.rewards.batch import BATCH_REWARDS  # noqa: E402
 
 # every verifier module, imported for its @VERIFIERS.register side effect
 from rlvr.rewards import math, mcqa, table, format, length, reasoning_gym  # noqa: E402,F401
-from rlvr.rewards import rlpr, pairwise, rubric  # noqa: E402,F401 - batch rewards and the rubric judge
+from rlvr.rewards import rlpr, pairwise, rubric, vote  # noqa: E402,F401 - batch rewards and the rubric judge
 from rlvr.rewards import vision, consistency, perception  # noqa: E402,F401 - visual rewards (docs/vision.md)
 
 from rlvr.rewards.compose import Component, combine, resolve_components  # noqa: E402

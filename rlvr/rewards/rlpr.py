@@ -172,3 +172,21 @@ def rlpr(batch: ScoreBatch, policy: PolicyContext, *, open_tag: str = "<answer>"
         results.append(RewardResult(score, reason=f"rlpr p={p_b:.3f} (no reasoning {p_a:.3f})",
                                     extracted=text[span[0]: span[1]], details=details))
     return results
+
+
+def comprehension_scores(policy: PolicyContext, prompt: str, texts: list[str], reference: Any, *,
+                         open_tag: str = "<answer>", close_tag: str = "</answer>", batch_size: int = 16) -> list[float]:
+    """score_B - score_A of each text as reasoning for ``reference`` (the two RLPR scores above, unclipped): how
+    much more likely the policy finds the gold answer after that reasoning than with none. AMPO's
+    comprehension-based selection of teacher completions (algorithm.guidance.select: comprehension). The
+    reasoning is the text before its last answer span, or the whole text (then the open tag) without one."""
+    tok, ref = policy.tokenizer, reference_text(reference)
+    seqs = [tokenize_with_reference(tok, prompt, open_tag, ref, close_tag, policy.add_special_tokens)]
+    for text in texts:
+        span = answer_span(text, open_tag, close_tag)
+        prefix = text[: span[0]] if span is not None else text + open_tag
+        seqs.append(tokenize_with_reference(tok, prompt, prefix, ref, close_tag, policy.add_special_tokens))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    probs = mean_token_probs(policy.model, seqs, pad_id=pad, device=policy.device, batch_size=batch_size)
+    base = probs[0] if probs[0] == probs[0] else 0.0
+    return [p - base if p == p else 0.0 for p in probs[1:]]

@@ -36,6 +36,8 @@ class RolloutBatch:
     vision:         (B,) list of rlvr.vision.processor.PromptInputs (None for a text row), or None for a text
                     batch: the pixel inputs each row's forward takes again (prompt_ids hold its image tokens,
                     which are prompt tokens and so never in response_mask)
+    off_policy_mask: (B, T) bool or None, the tokens of teacher completions put into a group (algorithm.guidance,
+                    in_group): they take the off-policy loss (rlvr.algorithms.guidance); None = no teacher rows
     """
 
     prompt_ids: torch.Tensor
@@ -54,6 +56,7 @@ class RolloutBatch:
     returns: torch.Tensor | None = None
     context_mask: torch.Tensor | None = None
     vision: list | None = None
+    off_policy_mask: torch.Tensor | None = None
 
     @property
     def token_mask(self) -> torch.Tensor:
@@ -186,9 +189,12 @@ def build_batch(
     response_ids = torch.full((b, t), pad_id, dtype=torch.long)
     response_mask = torch.zeros((b, t), dtype=torch.bool)
     rollout_logp = torch.zeros((b, t), dtype=torch.float32)
-    has_logprobs = all(len(c.logprobs) == len(c.token_ids) for c in flat)
+    # teacher completions (guidance) have no sampling log-probs: such a batch recomputes old_logp (no rollout_logp)
+    has_logprobs = all(len(c.logprobs) == len(c.token_ids) and not c.off_policy for c in flat)
     multi_turn = any(c.loss_mask for c in flat)  # observation tokens: context, not loss
     context_mask = response_mask.clone() if multi_turn else None
+    off_policy = [c.off_policy for c in flat]
+    off_policy_mask = torch.zeros((b, t), dtype=torch.bool) if any(off_policy) else None
     for i, c in enumerate(flat):
         if c.prompt_ids:
             prompt_ids[i, lp - len(c.prompt_ids) :] = torch.tensor(c.prompt_ids)
@@ -202,6 +208,8 @@ def build_batch(
                     response_mask[i, : len(c.token_ids)] = torch.tensor(c.loss_mask, dtype=torch.bool)
             if has_logprobs:
                 rollout_logp[i, : len(c.token_ids)] = torch.tensor(c.logprobs, dtype=torch.float32)
+            if c.off_policy:
+                off_policy_mask[i, : len(c.token_ids)] = True
     return RolloutBatch(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
@@ -213,4 +221,5 @@ def build_batch(
         rollout_logp=rollout_logp if has_logprobs else None,
         context_mask=context_mask,
         vision=[c.vision for c in flat] if any(c.vision is not None for c in flat) else None,
+        off_policy_mask=off_policy_mask,
     )

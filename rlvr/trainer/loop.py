@@ -41,10 +41,12 @@ from rlvr.data.sampler import make_sampler
 from rlvr.eval.runner import image_kwargs
 from rlvr.logging import MetricsLogger
 from rlvr.rewards import RewardScorer
+from rlvr.rewards.vote import label_free, train_votes, vote_metrics
 from rlvr.rollout import make_engine
 from rlvr.rollout.multi_turn import add_env_rewards, prompt_tools, trajectory_metrics
 from rlvr.trainer import guard, state as ckpt
 from rlvr.trainer.batch import build_batch
+from rlvr.trainer.guidance import Guide
 from rlvr.trainer.learner import Learner, step_seed
 from rlvr.trainer.pipeline import AsyncRollout, PipelineError, probe_ids_for, thread_split
 from rlvr.trainer.policy import load_tokenizer, resolve_device, resolve_dtype
@@ -103,10 +105,11 @@ def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Pa
 
 def load_data(cfg: RunConfig) -> tuple[list, list]:
     """Training (and held-out) examples; bad rows reported once. Runs before any model or tokenizer loads."""
-    report = load_examples(cfg.data)
+    needs_answer = not label_free(cfg.reward.components)  # TTRL / RLCCF: rows without answers train
+    report = load_examples(cfg.data, answer_required=needs_answer)
     if report.bad_rows or report.notes:  # skipped rows, duplicate rows
         log.warning(report.summary())
-    held_out = load_examples(cfg.data, eval=True).examples if cfg.data.eval_source else []
+    held_out = load_examples(cfg.data, eval=True, answer_required=needs_answer).examples if cfg.data.eval_source else []
     check_template(cfg.prompt, report.examples + held_out)
     return report.examples, held_out
 
@@ -131,12 +134,15 @@ def correct_flags(cfg: RunConfig, results) -> list[bool]:
 
 
 def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
-                  generate=None, counters: dict | None = None) -> tuple[list, list, list, dict[str, float]]:
+                  generate=None, counters: dict | None = None, guide: Guide | None = None
+                  ) -> tuple[list, list, list, dict[str, float]]:
     """P prompts x G completions, scored. With dynamic sampling (DAPO), groups whose rewards all agree are
     dropped and more prompts are sampled until P groups are kept or ``max_sample_batches`` is reached; with
     algorithm.std_filter (RLPR) so are groups whose reward std is below beta x its running mean (kept in
     ``counters["std_ema"]``, checkpointed with the counters).
-    ``generate``: what samples (default engine.generate; the async producer's resumes partial rollouts)."""
+    ``generate``: what samples (default engine.generate; the async producer's resumes partial rollouts).
+    ``guide``: algorithm.guidance (rlvr/trainer/guidance.py): teacher completions take slots of the scored groups.
+    A vote reward's n_train keeps the first n_train completions of each group after the vote (TTRL)."""
     generate = generate or engine.generate
     r, a = cfg.rollout, cfg.algorithm
     kept_ex, kept_comp, kept_res = [], [], []
@@ -160,15 +166,21 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
         extra = [{"completion_tokens": len(c.token_ids), "finish_reason": c.finish_reason, "sample_seed": seeds[p]}
                  for p, g in enumerate(groups) for c in g]  # sample_seed: pairwise_judge's reference draw
         results = add_env_rewards(scorer.score(flat_ex, [c.text for c in flat], extra), flat)  # multi-turn env
+        if (n := train_votes(cfg.reward.components) or r.n) < r.n:  # TTRL: all r.n vote, n_train are trained on
+            groups, results = [g[:n] for g in groups], [x for k, x in enumerate(results) if k % r.n < n]
         seconds["rollout"] += t1 - t0
         seconds["reward"] += time.perf_counter() - t1
         for key, value in {**getattr(engine, "last_metrics", {}), **getattr(scorer, "last_metrics", {})}.items():
             workers[key] = workers.get(key, 0.0) + value  # seconds and restarts add up over sampling batches
         batches += 1
         all_rewards.extend(x.score for x in results)
-        correct = np.array(correct_flags(cfg, results), dtype=np.float64).reshape(len(examples), r.n)
+        correct = np.array(correct_flags(cfg, results), dtype=np.float64).reshape(len(examples), n)
         sampler.observe(examples, correct.mean(axis=1).tolist())  # curricula (weakness, skip_solved) learn here
-        rewards = torch.tensor([x.score for x in results]).view(len(examples), r.n)
+        if guide is not None:  # teacher completions replace slots (LUFFY / AMPO) or queue for SFT (ReLIFT)
+            groups, results, guided = guide.apply(examples, groups, results, correct, scorer, step)
+            for key, value in guided.items():
+                workers[key] = workers.get(key, 0.0) + value
+        rewards = torch.tensor([x.score for x in results]).view(len(examples), n)
         keep = zero_variance_groups(rewards) if a.dynamic_sampling else torch.ones(len(examples), dtype=torch.bool)
         if a.std_filter:  # RLPR: composes with dynamic sampling (a group is kept when both keep it)
             wide, counters["std_ema"] = std_ema_filter(rewards, counters.get("std_ema"), a.std_filter_beta,
@@ -179,7 +191,7 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
             if keep[p] and len(kept_ex) < r.prompts_per_step:
                 kept_ex.append(examples[p])
                 kept_comp.append(groups[p])
-                kept_res.extend(results[p * r.n : (p + 1) * r.n])
+                kept_res.extend(results[p * n : (p + 1) * n])
         dropped += int((~keep).sum())
     if not kept_ex:  # every group had zero variance in every batch: nothing to learn from this step
         kept_ex, kept_comp, kept_res = examples, groups, results
@@ -194,7 +206,8 @@ def sample_groups(cfg: RunConfig, sampler, engine, scorer, step: int,
 
 
 def reward_metrics(cfg: RunConfig, batch, examples, results) -> dict[str, float]:
-    rewards = batch.rewards.view(-1, cfg.rollout.n)
+    n = len(batch) // len(examples) if examples else cfg.rollout.n  # n_train of a vote reward: fewer than rollout.n
+    rewards = batch.rewards.view(-1, n)
     lengths = batch.response_mask.sum(-1).float()
     correct = correct_flags(cfg, results)
     metrics = {
@@ -212,7 +225,8 @@ def reward_metrics(cfg: RunConfig, batch, examples, results) -> dict[str, float]
     names = {name for x in results for name in x.components}
     for name in sorted(names):
         metrics[f"reward/{name}/mean"] = float(np.mean([x.components.get(name, 0.0) for x in results]))
-    origins = np.repeat([ex.origin for ex in examples or []], cfg.rollout.n)
+    metrics.update(vote_metrics(results))  # majority_vote / collective_vote: label accuracy, majority ratio
+    origins = np.repeat([ex.origin for ex in examples or []], n)
     for origin in sorted(set(origins.tolist()) - {""}):  # a data.sources mixture: each source's part of the batch
         rows = origins == origin
         metrics[f"reward/source/{origin}/mean"] = float(rewards.flatten()[torch.from_numpy(rows)].mean())
@@ -229,7 +243,7 @@ def completion_rows(cfg, step, examples, groups, results) -> list[dict[str, Any]
              "finish_reason": c.finish_reason, "tokens": len(c.token_ids), "version": c.version,
              **({"segments": c.segments} if c.segments else {}), **({"turns": c.turns} if c.turns else {}),
              **({"images": [image_label(ref) for ref in ex.images]} if ex.images else {}),  # never the pixels
-             **({"source": ex.origin} if ex.origin else {})}
+             **({"source": ex.origin} if ex.origin else {}), **({"teacher": True} if c.off_policy else {})}
             for (ex, c), x, ok in zip(flat, results, correct_flags(cfg, results))]
 
 
@@ -258,8 +272,12 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                 "reference_reset": False}
     resume_from = ckpt.find_resume(out, cfg.checkpoint.resume)
     saved_async = None  # an async run's sampled batches not trained on yet (rlvr/trainer/pipeline.py)
+    guide = Guide.from_config(cfg, tokenizer)  # algorithm.guidance: teacher completions (None when off)
     if resume_from is not None:
-        saved_async = ckpt.restore_driver(resume_from, sampler, counters).get("async")  # the learner loads the rest
+        saved = ckpt.restore_driver(resume_from, sampler, counters)  # the learner loads the rest
+        saved_async = saved.get("async")
+        if guide is not None:
+            guide.load_state_dict(saved.get("guidance"))
         log.info("resumed from %s (step %d)", resume_from, counters["step"])
     start = counters["step"]
     later = [c for c in ckpt.list_checkpoints(out) if ckpt.step_of(c) > start]
@@ -287,6 +305,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
             driver_state = {"sampler": sampler.state_dict(), "counters": counters}
             if pipeline is not None:  # batches sampled ahead (and their versions) resume with the run
                 driver_state["async"] = pipeline.state_dict()
+            if guide is not None:  # ReLIFT's buffer and supervised optimizer
+                driver_state["guidance"] = guide.state_dict()
             learner.save(out, step, tokenizer, driver_state, cfg.checkpoint.keep, counters["reference_reset"])
 
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -300,6 +320,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                                                 resume_from, examples + held_out)
         for worker in (learner, engine, scorer):
             stack.callback(worker.close)
+        if guide is not None:
+            guide.attach(learner.model, learner.device)
         if cfg.async_.max_staleness > 0:
             pipeline = AsyncRollout(cfg, engine, lambda generate, k: sample_groups(cfg, sampler, engine, scorer, k,
                                                                                    generate),
@@ -318,7 +340,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         progress = stack.enter_context(StepProgress(t.steps, start, enabled=cfg.logging.progress))
         for step in range(start + 1, t.steps + 1):
             try:
-                metrics = train_step(cfg, step, sampler, learner, engine, scorer, pipeline, counters, tokenizer)
+                metrics = train_step(cfg, step, sampler, learner, engine, scorer, pipeline, counters, tokenizer, guide)
                 if held_out and cfg.eval.every and (step % cfg.eval.every == 0 or step == t.steps):
                     run_eval = lambda: evaluate_held_out(cfg, engine, scorer, held_out, step)  # noqa: E731
                     metrics.update(pipeline.call(run_eval) if pipeline is not None else run_eval())
@@ -352,7 +374,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
 
 
 def train_step(cfg: RunConfig, step: int, sampler, learner, engine, scorer, pipeline, counters,
-               tokenizer) -> dict[str, Any]:
+               tokenizer, guide: Guide | None = None) -> dict[str, Any]:
     """One step: sampled groups (sampled now, or by the async pipeline ahead of time), the update, the weight
     push, the counters. Returns the step's metrics (with "_rows": what completion_rows needs)."""
     t, a = cfg.trainer, cfg.algorithm
@@ -362,12 +384,14 @@ def train_step(cfg: RunConfig, step: int, sampler, learner, engine, scorer, pipe
         batch_examples, groups, results, metrics = pipeline.next_batch(step)
     else:
         batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer, step,
-                                                                 counters=counters)
+                                                                 counters=counters, guide=guide)
     batch = build_batch(batch_examples, groups, results, tokenizer.pad_token_id, a.group_key)
     if pipeline is None:
         engine.sleep()  # vLLM sleep mode (GPU): its KV cache is freed during the update
     t0 = time.perf_counter()
     update_metrics, finite = learner.update(batch, counters["kl_coef"], step)
+    if guide is not None:  # ReLIFT: the interleaved supervised step once its buffer is full
+        metrics.update(guide.sft_step(learner.model, step))
     metrics["time/update_s"] = time.perf_counter() - t0
     # the next rollout samples from the new weights (async: the producer loads them, checked, when it is due)
     metrics.update(pipeline.push(step, learner) if pipeline is not None else engine.sync_weights(learner.policy))

@@ -30,6 +30,7 @@ import torch
 
 from rlvr.algorithms import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 from rlvr.algorithms.entropy import forking_token_mask
+from rlvr.algorithms.guidance import guided_pg_loss
 from rlvr.algorithms.rollout_correction import rollout_is_weights
 from rlvr.algorithms.value import explained_variance
 from rlvr.config import AlgorithmConfig, TrainerConfig
@@ -339,12 +340,14 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
                 w, _, is_metrics = rollout_is_weights(old, cut(batch.rollout_logp), cut(batch.response_mask),
                                                       batch.is_mode, algo.rollout_is_cap)
                 is_weights = w if batch.is_mode != "none" else None
-            loss, m = policy_loss(
-                logp, old, cut(advantages), cut(pg_mask), clip_low=algo.clip_low, clip_high=algo.clip_high,
-                dual_clip=algo.dual_clip, agg=algo.agg, agg_norm_len=norm_len, num_seqs=max(pg_seqs, 1),
-                num_tokens=max(pg_tokens, 1),
-                is_weights=is_weights,
-            )
+            pg_kwargs = dict(agg=algo.agg, agg_norm_len=norm_len, num_seqs=max(pg_seqs, 1),
+                             num_tokens=max(pg_tokens, 1), is_weights=is_weights)
+            if batch.off_policy_mask is None:
+                loss, m = policy_loss(logp, old, cut(advantages), cut(pg_mask), clip_low=algo.clip_low,
+                                      clip_high=algo.clip_high, dual_clip=algo.dual_clip, **pg_kwargs)
+            else:  # teacher completions in the groups (algorithm.guidance): on- plus off-policy parts
+                loss, m = guided_pg_loss(policy_loss, algo, logp, old, cut(advantages), cut(pg_mask),
+                                         cut(batch.off_policy_mask), **pg_kwargs)
             lmask = cut(loss_mask)
             if batch.ref_logp is not None:
                 kl = kl_fn(logp, cut(batch.ref_logp))
@@ -369,8 +372,10 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
             (loss * shard.loss_scale if shard is not None else loss).backward()
             total += float(loss.detach())
             for key, value in m.items():
-                # kl / entropy terms are already normalised by the mini-batch counts: their sum is the mean
-                share = 1.0 if key in ("kl", "entropy") else len(rows) / len(mini)
+                # kl / entropy terms (and guidance's loss parts) are already normalised by the mini-batch counts:
+                # their sum is the mean
+                share = 1.0 if key in ("kl", "entropy", "guidance/on_loss", "guidance/off_loss") \
+                    else len(rows) / len(mini)
                 mini_sums[key] += float(value) * share
             micro_tokens = int(batch.response_mask[rows].sum())
             for key, value in is_metrics.items():  # token means over the mini-batch; the max of the maxima

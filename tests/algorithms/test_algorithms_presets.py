@@ -18,12 +18,16 @@ def test_preset_is_valid(name):
     needs = ["critic.shared=true"] if preset.get("advantage") == "gae" else []  # ppo: a critic
     if preset.get("advantage") == "brpo":  # writing_zero: a pairwise judge
         needs.append("reward.components=[{name: pairwise_judge}]")
+    if preset.get("guidance"):  # luffy, rl_plus, ampo, relift: teacher completions
+        needs.append("data.teacher_field=solution")
     cfg = load_config(None, [f"algorithm={name}", "algorithm.agg_norm_len=64", *needs])
     a = cfg.algorithm
     assert a.advantage in ADVANTAGES and a.loss in POLICY_LOSSES and a.agg in AGGREGATIONS
     assert a.kl_estimator in KL_ESTIMATORS
     for key, value in preset.items():
-        if key != "agg_norm_len":
+        if key == "guidance":  # a nested section: field by field
+            assert all(getattr(a.guidance, k) == v for k, v in value.items()), key
+        elif key != "agg_norm_len":
             assert getattr(a, key) == value, key
 
 

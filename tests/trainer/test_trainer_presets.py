@@ -25,6 +25,8 @@ def test_preset_trains_and_updates(tmp_path, tiny_model_dir, arithmetic_jsonl, p
         overrides["ref_reset_every"] = 1  # exercise the reset inside a 2-step run
     critic = {"shared": True} if PRESETS.get(preset).get("advantage") == "gae" else {}  # ppo: a value head
     extra = {}
+    if PRESETS.get(preset).get("guidance"):  # luffy, rl_plus, ampo, relift: the answer as the teacher completion
+        extra["data"] = {"teacher_field": "answer"}
     judge = nullcontext()
     if PRESETS.get(preset).get("advantage") == "brpo":  # writing_zero: a pairwise judge on localhost
         judge = JudgeServer(prefers_shorter)
