@@ -195,3 +195,11 @@ PRESETS.register(
     "0.5 x EMA_0.99(std)); pair it with the rlpr reward component. Only the filter and the reward are the paper's; "
     "the rest of its recipe (optimiser settings, clip values, KL) is not reproduced.",
 )
+
+PRESETS.register(
+    "azr",
+    {**_GRPO, "clip_high": 0.28, "group_key": "task_role"},
+    doc="Absolute Zero's TRR++ (arXiv:2505.03335): one reward mean/std per task type x role (six baselines with "
+    "deduction, abduction, induction x propose, solve: group_key task_role, which rlvr selfplay sets on every "
+    "prompt), PPO clip 0.2/0.28, token-mean, no KL, no entropy bonus. The paper's lr 1e-6 is trainer.lr.",
+)
