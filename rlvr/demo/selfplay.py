@@ -52,9 +52,9 @@ MESSAGE = "f adds a constant"
 
 @dataclass
 class SelfPlayBaseConfig(PretrainConfig):
-    """PretrainConfig's fields, for the self-play corpus: ``n_train`` rows of each of the six kinds."""
+    """PretrainConfig's fields, for the self-play corpus: ``n_train`` units of CORPUS_MIX rows."""
 
-    n_train: int = 4000
+    n_train: int = 3000
     n_dev: int = 64
     min_steps: int = 100
     check_loss: float = 1.0  # proposer rows keep the mean loss high (random targets): check the dev set every 25
@@ -154,15 +154,23 @@ def proposer_row(kind: str, rng: random.Random, n_refs: int, n_inputs: int) -> d
             "task_type": kind, "role": "propose"}
 
 
+# rows of each kind per corpus unit: the solver's carry chains take most of the learning, formats little
+CORPUS_MIX = {("deduction", "solve"): 3, ("abduction", "solve"): 3, ("induction", "solve"): 1,
+              ("deduction", "propose"): 1, ("abduction", "propose"): 1, ("induction", "propose"): 1}
+
+
 def corpus(n: int, seed: int, slip: float, n_refs: int, n_inputs: int) -> list[dict[str, Any]]:
-    """n rows of each of the six (type, role) kinds, interleaved; the same problems for every slip rate."""
+    """n units of CORPUS_MIX rows, interleaved; the same problems for every slip rate."""
     rows = []
     for k in range(n):
-        for kind in ("deduction", "abduction", "induction"):
-            rng = random.Random(f"selfplay:{seed}:{kind}:{k}")
-            slip_rng = random.Random(f"selfplay:{seed}:{kind}:{k}:slip")
-            rows.append(solver_row(kind, rng, slip, slip_rng if slip else None))
-            rows.append(proposer_row(kind, random.Random(f"selfplay:{seed}:{kind}:{k}:propose"), n_refs, n_inputs))
+        for (kind, role), count in CORPUS_MIX.items():
+            for c in range(count):
+                name = f"selfplay:{seed}:{kind}:{role}:{k}:{c}"
+                if role == "solve":
+                    rows.append(solver_row(kind, random.Random(name), slip,
+                                           random.Random(name + ":slip") if slip else None))
+                else:
+                    rows.append(proposer_row(kind, random.Random(name), n_refs, n_inputs))
     return rows
 
 
