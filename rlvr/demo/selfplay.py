@@ -33,15 +33,14 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rlvr.demo.pretrain import PretrainConfig, build_base, cache_root, supervised_warmup
+from rlvr.demo.pretrain import PretrainConfig, build_base, cache_root, publish_base, supervised_warmup
 from rlvr.demo.task import carries, write_jsonl
-from rlvr.demo.tiny import DEFAULT_ALPHABET, build_char_tokenizer, build_tiny_llama, save_tiny
+from rlvr.demo.tiny import DEFAULT_ALPHABET, build_char_tokenizer, build_tiny_llama
 from rlvr.selfplay.tasks import Task, propose_prompt, solve_prompt
 
 SELFPLAY_BASE_VERSION = 1
@@ -215,14 +214,7 @@ def build_selfplay_base(cache_dir: str | Path | None = None, *, rebuild: bool = 
         demo = AutoModelForCausalLM.from_pretrained(build_base()["model_path"])
         model.load_state_dict(demo.state_dict())
     result = supervised_warmup(model, tokenizer, train_rows, flawed_rows, dev_rows, cfg, on_step=on_step)
-    tmp = root / "base.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_tiny(model, tokenizer, tmp)
-    shutil.rmtree(root / "base", ignore_errors=True)
-    tmp.rename(root / "base")
-    meta = {"config": asdict(cfg), **result}
-    meta_path.write_text(json.dumps(meta, indent=2))
-    return {**meta, **paths, "cached": False}
+    return {**publish_base(model, tokenizer, root, {"config": asdict(cfg), **result}), **paths, "cached": False}
 
 
 def write_heldout(path: str | Path = HELDOUT_FILE) -> Path:
