@@ -39,6 +39,7 @@ def start(seed: int, base: str, out: Path, steps: int, extra: list[str]):
     cmd = [sys.executable, "-m", "rlvr.cli", "selfplay", str(ROOT / "examples/selfplay_demo.yaml"),
            f"output_dir={run}", f"model.path={base}", f"trainer.seed={seed}", f"trainer.steps={steps}",
            f"data.eval_source={ROOT / 'examples/data/selfplay_heldout.jsonl'}", "logging.progress=false",
+           f"selfplay.seed_tasks={ROOT / 'examples/data/selfplay_seed.jsonl'}",
            "checkpoint.resume=never", *extra]
     run.mkdir(parents=True, exist_ok=True)
     log = (run / "train.log").open("w")

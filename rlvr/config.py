@@ -356,6 +356,7 @@ class SelfPlayConfig:
     require_think: bool = True  # format check: <think>...</think><answer>...</answer> (else <answer> alone)
     composite: bool = True  # -1 bad format or invalid, -0.5 format ok and r = 0, else r (the paper's); false: r
     seed_buffer_size: int = 0  # before training, grow each buffer to this many tasks with the base model
+    seed_tasks: str = ""  # JSONL of programs + inputs added to the deduction / abduction buffers after the identity
     buffer_size: int = 0  # keep the newest N tasks per type (the seed stays); 0 = unbounded
     call_timeout_s: float = 2.0  # per program call in the sandbox
     memory_mb: int = 1024  # address space of the sandboxed process

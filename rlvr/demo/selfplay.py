@@ -47,6 +47,7 @@ SELFPLAY_BASE_VERSION = 1
 HELDOUT_MOD = 8
 HELDOUT_FILE = Path(__file__).resolve().parents[2] / "examples" / "data" / "selfplay_heldout.jsonl"
 MESSAGE = "f adds a constant"
+PROPOSAL_TOKENS = 160  # the longest proposal (4 induction inputs and the message) is 136 characters
 
 
 @dataclass
@@ -267,7 +268,7 @@ def proposal_validity(model_path: str | Path, n: int = 64, seed: int = 0) -> dic
         prompts = [propose_prompt(kind, [_triplet(rng, None)[0] for _ in range(cfg.n_refs)], "compact", cfg.n_inputs)
                    for _ in range(n)]
         seeds = [int(x) for x in np.random.SeedSequence([seed, len(kind)]).generate_state(n)]
-        groups = engine.generate([p + "\n" for p in prompts], 1, max_new_tokens=cfg.max_new_tokens, temperature=1.0,
+        groups = engine.generate([p + "\n" for p in prompts], 1, max_new_tokens=PROPOSAL_TOKENS, temperature=1.0,
                                  top_p=1.0, top_k=0, seeds=seeds)
         props = [parse_proposal(kind, answer_of(g[0].text), program=_program_of(p), n_inputs=cfg.n_inputs)
                  for p, g in zip(prompts, groups)]

@@ -132,13 +132,38 @@ class SelfPlay:
                                  require_think=self.s.require_think)
         return [float(np.mean([bool(ok) for ok, _ in checks[i * k:(i + 1) * k]])) for i in range(len(items))]
 
+    def add_seed_tasks(self, path: str) -> int:
+        """Rows {"program", "inputs"} (or "input") of ``path``, validated like proposals (their outputs from
+        execution), into the deduction and abduction buffers. A row that fails is a DataError naming its line."""
+        import json
+        from pathlib import Path
+
+        from rlvr.data import DataError
+
+        lines = [(k, line) for k, line in enumerate(Path(path).expanduser().read_text().splitlines(), 1) if line.strip()]
+        rows = []
+        for k, line in lines:
+            try:
+                row = json.loads(line)
+                rows.append((k, str(row["program"]), [str(x) for x in row.get("inputs") or [row["input"]]]))
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise DataError(f"selfplay.seed_tasks {path} line {k}: expected {{program, inputs}} ({err})") from None
+        verdicts = self.executor.validate([p for _, p, _ in rows], [i for _, _, i in rows])
+        added = 0
+        for (k, program, inputs), v in zip(rows, verdicts):
+            if not v.ok:
+                raise DataError(f"selfplay.seed_tasks {path} line {k}: invalid program ({v.reason}: {v.detail})")
+            for t in ("deduction", "abduction"):
+                added += self.buffers.add(t, Task(program, inputs[:1], v.outputs[:1]))
+        return added
+
     def fill(self, engine) -> dict[str, float]:
         """Grow each buffer to ``seed_buffer_size`` tasks with the starting model's valid proposals (no update;
         at most 20 rounds), as the paper does before training. Returns what it did."""
         target, rounds, added = self.s.seed_buffer_size, 0, 0
         rng = np.random.default_rng([self.cfg.trainer.seed, 0, _PHASES["fill"]])
         while target and rounds < 20 and any(len(self.buffers.tasks[t]) < target for t in self.s.task_types):
-            kinds, _, _, parsed = self._proposals(engine, -1 - rounds, self.s.propose_per_type, "fill", rng)
+            kinds, _, _, parsed = self._proposals(engine, rounds, self.s.propose_per_type, "fill", rng)
             for t, row in zip(kinds, self._validate(kinds, parsed)):
                 for task, _reason in row:
                     if task is not None and len(self.buffers.tasks[t]) < target:

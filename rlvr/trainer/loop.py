@@ -316,6 +316,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         else:
             engine.sync_weights(learner.policy)  # a separate engine (vLLM, Ray) starts from these (resumed) weights
         if cfg.selfplay.enabled and start == 0:
+            if cfg.selfplay.seed_tasks:
+                sampler.add_seed_tasks(cfg.selfplay.seed_tasks)
             sampler.fill(engine)  # selfplay.seed_buffer_size: the base model's valid proposals, before step 1
         logger = MetricsLogger(out, cfg.logging.backends, cfg.logging.project, cfg.logging.run_name, to_dict(cfg))
         stack.callback(logger.close)

@@ -164,3 +164,23 @@ def test_selfplay_config_errors(tmp_path, tiny_model_dir):
             tree[key] = {**tree.get(key, {}), **value}
         with pytest.raises(ConfigError, match=words):
             config_from_dict(tree)
+
+
+def test_seed_tasks_join_both_buffers_with_executed_outputs(tmp_path, tiny_model_dir):
+    from rlvr.data import DataError
+
+    cfg = config_from_dict(selfplay_tree(tmp_path, tiny_model_dir))
+    game = SelfPlay(cfg, lambda text: text)
+    good = tmp_path / "seed.jsonl"
+    good.write_text('{"program": "def f(a): return a*3", "inputs": ["4"]}\n\n{"program": "def f(a): return a", '
+                    '"input": "[1]"}\n')
+    assert game.add_seed_tasks(str(good)) == 4
+    assert [(t.program, t.outputs) for t in game.buffers.tasks["abduction"]][1:] == \
+        [("def f(a): return a*3", ["12"]), ("def f(a): return a", ["[1]"])]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"program": "import os\\ndef f(a): return a", "inputs": ["1"]}\n')
+    with pytest.raises(DataError, match="line 1: invalid program \\(forbidden"):
+        game.add_seed_tasks(str(bad))
+    bad.write_text('{"inputs": ["1"]}\n')
+    with pytest.raises(DataError, match="line 1: expected"):
+        game.add_seed_tasks(str(bad))
