@@ -1,6 +1,6 @@
 """Absolute Zero self-play on the tiny CPU model: held-out solve rate and proposal validity before and after.
 
-    OMP_NUM_THREADS=1 python benchmarks/selfplay_demo.py --seeds 0 1 2 --steps 60 --jobs 2
+    OMP_NUM_THREADS=1 python benchmarks/selfplay_demo.py --seeds 0 1 2 --steps 30 --jobs 2
 
 1. builds (or loads) the self-play base (rlvr.demo.selfplay.build_selfplay_base, ~/.cache/rlvr/selfplay);
 2. measures it: greedy solve rate on the 128 fixed held-out triplets (64 deduction, 64 abduction;
@@ -84,7 +84,7 @@ def plot(runs: list[Path], base: dict[str, float], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default="runs/selfplay_demo")
     ap.add_argument("--plot", default=str(ROOT / "docs" / "selfplay.png"))
