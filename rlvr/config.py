@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from rlvr.registry import closest
+from rlvr.selfplay.executor import FORBIDDEN_MODULES as _FORBIDDEN_MODULES, FORBIDDEN_NAMES as _FORBIDDEN_NAMES
 
 
 class ConfigError(ValueError):
@@ -369,6 +370,32 @@ class CriticConfig:
 
 
 @dataclass
+class SelfPlayConfig:
+    """Absolute Zero self-play (docs/selfplay.md): the model proposes and solves its own code-reasoning tasks;
+    ``rlvr selfplay CFG`` sets ``enabled``. Each step: ``propose_per_type`` proposer prompts and ``solve_per_type``
+    solver prompts per task type, ``rollout.n`` completions each."""
+
+    enabled: bool = False
+    task_types: list[str] = field(default_factory=lambda: ["deduction", "abduction", "induction"])
+    propose_per_type: int = 4
+    solve_per_type: int = 4
+    n_refs: int = 6  # K reference triplets in a deduction / abduction proposer prompt
+    n_inputs: int = 10  # inputs an induction proposal gives (half shown to the solver, half hidden)
+    n_solve: int = 4  # solver samples that estimate a proposal's solve rate (its proposer reward)
+    style: str = "full"  # prompt wording: full (instruct / base LLMs) | compact (the tiny CPU demo model)
+    require_think: bool = True  # format check: <think>...</think><answer>...</answer> (else <answer> alone)
+    composite: bool = True  # -1 bad format or invalid, -0.5 format ok and r = 0, else r (the paper's); false: r
+    seed_buffer_size: int = 0  # before training, grow each buffer to this many tasks with the base model
+    seed_tasks: str = ""  # JSONL of programs + inputs added to the deduction / abduction buffers after the identity
+    buffer_size: int = 0  # keep the newest N tasks per type (the seed stays); 0 = unbounded
+    call_timeout_s: float = 2.0  # per program call in the sandbox
+    memory_mb: int = 1024  # address space of the sandboxed process
+    max_program_chars: int = 2000
+    forbidden_modules: list[str] = field(default_factory=lambda: list(_FORBIDDEN_MODULES))
+    forbidden_names: list[str] = field(default_factory=lambda: list(_FORBIDDEN_NAMES))
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -384,6 +411,7 @@ class RunConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     async_: AsyncConfig = field(default_factory=AsyncConfig)  # YAML / CLI key: async (a Python keyword)
     critic: CriticConfig = field(default_factory=CriticConfig)
+    selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
     stages: list[dict[str, Any]] = field(default_factory=list)  # cascaded stages: [{name, <section>: {...}}, ...]
 
 
@@ -666,6 +694,7 @@ def validate(cfg: RunConfig) -> None:
     _validate_data(cfg)
     _validate_vision(cfg)
     _validate_guidance(cfg)
+    _validate_selfplay(cfg)
     d = cfg.distributed
     _choice("distributed.backend", d.backend, ["none", "ray"])
     for key in ("trainer_workers", "rollout_workers", "reward_workers"):
@@ -999,6 +1028,36 @@ def _validate_vision(cfg: RunConfig) -> None:
         if on:
             raise ConfigError(f"data.image_field: prompts with images are sampled by the HF engine in this process; "
                               f"{name} does not take them yet (docs/vision.md)")
+def _validate_selfplay(cfg: RunConfig) -> None:
+    s = cfg.selfplay
+    from rlvr.selfplay.tasks import STYLES, TASK_TYPES
+
+    _choice("selfplay.style", s.style, list(STYLES))
+    if not s.task_types or len(set(s.task_types)) != len(s.task_types):
+        raise ConfigError(f"selfplay.task_types: a non-empty list without repeats, got {s.task_types!r}")
+    for t in s.task_types:
+        _choice("selfplay.task_types[]", t, list(TASK_TYPES))
+    for key, low in (("propose_per_type", 1), ("solve_per_type", 1), ("n_refs", 1), ("n_inputs", 2), ("n_solve", 1),
+                     ("seed_buffer_size", 0), ("buffer_size", 0), ("memory_mb", 64), ("max_program_chars", 16)):
+        if getattr(s, key) < low:
+            raise ConfigError(f"selfplay.{key} must be >= {low}, got {getattr(s, key)}")
+    if not s.call_timeout_s > 0:
+        raise ConfigError(f"selfplay.call_timeout_s must be > 0 seconds, got {s.call_timeout_s}")
+    if not s.enabled:
+        return
+    refused = {"distributed.backend=ray": cfg.distributed.backend == "ray",
+               "async.max_staleness > 0": cfg.async_.max_staleness > 0,
+               "rollout.multi_turn": cfg.rollout.multi_turn.enabled, "stages": bool(cfg.stages),
+               "data.sources": bool(cfg.data.sources), "algorithm.dynamic_sampling": cfg.algorithm.dynamic_sampling,
+               "algorithm.std_filter": cfg.algorithm.std_filter, "critic (advantage gae)": cfg.algorithm.advantage == "gae",
+               "algorithm.guidance": cfg.algorithm.guidance.trigger != "never", "data.image_field": bool(cfg.data.image_field)}
+    for what, on in refused.items():
+        if on:
+            raise ConfigError(f"selfplay: {what} is not supported with self-play (it builds its own batch each step "
+                              "in this process; docs/selfplay.md, limits)")
+    if cfg.data.source:
+        raise ConfigError("selfplay: data.source must be empty (self-play needs no training data; "
+                          "data.eval_source may hold held-out tasks for the selfplay verifier)")
 
 
 def _validate_data(cfg: RunConfig) -> None:

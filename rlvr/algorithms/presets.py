@@ -237,3 +237,11 @@ PRESETS.register(
     "demonstration, and every 128 of them one interleaved supervised step (NLL - 0.001 entropy, own AdamW, lr 1e-6). "
     "Deviation: the RL loss keeps ppo_clip (inactive with one update per batch: ReLIFT removes the clip).",
 )
+
+PRESETS.register(
+    "azr",
+    {**_GRPO, "clip_high": 0.28, "group_key": "task_role"},
+    doc="Absolute Zero's TRR++ (arXiv:2505.03335): one reward mean/std per task type x role (six baselines with "
+    "deduction, abduction, induction x propose, solve: group_key task_role, which rlvr selfplay sets on every "
+    "prompt), PPO clip 0.2/0.28, token-mean, no KL, no entropy bonus. The paper's lr 1e-6 is trainer.lr.",
+)

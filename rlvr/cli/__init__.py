@@ -41,7 +41,21 @@ def train(
 ) -> None:
     """Train a policy with GRPO (or another preset) as configured."""
     extra = list(overrides or []) + ([f"checkpoint.resume={resume}"] if resume else [])
-    cfg = _load(config, extra)
+    _train(_load(config, extra))
+
+
+@app.command("selfplay")
+def selfplay(
+    config: str = typer.Argument(..., help="YAML config file (examples/selfplay.yaml)"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="dotted overrides, e.g. selfplay.n_solve=8"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="checkpoint folder, 'auto' or 'never'"),
+) -> None:
+    """Absolute Zero self-play: the policy proposes and solves its own code-reasoning tasks (docs/selfplay.md)."""
+    extra = ["selfplay.enabled=true", *(overrides or [])] + ([f"checkpoint.resume={resume}"] if resume else [])
+    _train(_load(config, extra))
+
+
+def _train(cfg) -> None:
     from rlvr.data import DataError
     from rlvr.distributed.cluster import DistributedError
     from rlvr.rollout.process import RolloutProcessError

@@ -240,12 +240,18 @@ def build_base(
         intermediate=cfg.intermediate,
     )
     result = supervised_warmup(model, tokenizer, train_rows, flawed_rows, dev_rows, cfg, on_step=on_step)
+    meta = publish_base(model, tokenizer, root, {"config": asdict(cfg), **result,
+                                                 "torch_threads": torch.get_num_threads()})
+    return {**meta, **paths, "cached": False}
 
+
+def publish_base(model, tokenizer, root: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Save the model as ``root/base`` (written to base.tmp, then renamed: a crash leaves no half model) and
+    ``meta`` as ``root/base.json``; returns meta."""
     tmp = root / "base.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_tiny(model, tokenizer, tmp)
     shutil.rmtree(root / "base", ignore_errors=True)
     tmp.rename(root / "base")
-    meta = {"config": asdict(cfg), **result, "torch_threads": torch.get_num_threads()}
-    meta_path.write_text(json.dumps(meta, indent=2))
-    return {**meta, **paths, "cached": False}
+    (root / "base.json").write_text(json.dumps(meta, indent=2))
+    return meta

@@ -34,3 +34,4 @@ __all__ = [
     "resolve_components",
 ]
 from rlvr.rewards import code, judge, verilog  # noqa: E402,F401
+from rlvr.selfplay import rewards as _selfplay_rewards  # noqa: E402,F401 - the selfplay verifier

@@ -52,6 +52,7 @@ from rlvr.trainer.pipeline import AsyncRollout, PipelineError, probe_ids_for, th
 from rlvr.trainer.policy import load_tokenizer, resolve_device, resolve_dtype
 from rlvr.trainer.progress import StepProgress
 from rlvr.vision.images import image_label
+from rlvr.types import Example
 
 log = logging.getLogger("rlvr")
 
@@ -105,6 +106,8 @@ def start_workers(cfg: RunConfig, tokenizer, prompts: list[str], resume_from: Pa
 
 def load_data(cfg: RunConfig) -> tuple[list, list]:
     """Training (and held-out) examples; bad rows reported once. Runs before any model or tokenizer loads."""
+    if cfg.selfplay.enabled:  # self-play proposes its own tasks; data.eval_source may hold held-out ones
+        return [], load_examples(cfg.data, eval=True).examples if cfg.data.eval_source else []
     needs_answer = not label_free(cfg.reward.components)  # TTRL / RLCCF: rows without answers train
     report = load_examples(cfg.data, answer_required=needs_answer)
     if report.bad_rows or report.notes:  # skipped rows, duplicate rows
@@ -266,7 +269,12 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     examples, held_out = drop_long_prompts(cfg, tokenizer, examples, held_out)  # skipped before the model loads
     guard.claim_output(out)  # mkdir, lock output_dir (one run at a time), remove stale *.tmp checkpoints
     (out / "config.yaml").write_text(to_yaml(cfg))  # the resolved config, for `rlvr data select` and readers
-    sampler = make_sampler(cfg.data, examples, cfg.rollout.prompts_per_step, t.seed)  # uniform | weakness | mixture
+    if cfg.selfplay.enabled:  # Absolute Zero: the batch comes from the game (rlvr/selfplay/game.py)
+        from rlvr.selfplay.game import SelfPlay
+
+        sampler = SelfPlay(cfg, lambda text: render_prompt(Example(text, None), cfg.prompt, tokenizer))
+    else:
+        sampler = make_sampler(cfg.data, examples, cfg.rollout.prompts_per_step, t.seed)  # uniform | weakness | mix
     counters = {"step": 0, "kl_coef": a.kl_coef, "bad_streak": 0, "best_reward": -math.inf, "since_best": 0,
                 "std_ema": None,  # algorithm.std_filter: the running mean of group reward stds
                 "reference_reset": False}
@@ -316,7 +324,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         if cfg.async_.max_staleness > 0 and cfg.distributed.backend == "none":
             stack.callback(torch.set_num_threads, torch.get_num_threads())
             torch.set_num_threads(thread_split(cfg)[0])  # the cores the rollout process leaves
-        learner, engine, scorer = start_workers(cfg, tokenizer, [ex.prompt for ex in examples + held_out],
+        sizing = sampler.sizing_prompts() if cfg.selfplay.enabled else []  # the engine's context size
+        learner, engine, scorer = start_workers(cfg, tokenizer, [ex.prompt for ex in examples + held_out] + sizing,
                                                 resume_from, examples + held_out)
         for worker in (learner, engine, scorer):
             stack.callback(worker.close)
@@ -331,6 +340,10 @@ def train(cfg: RunConfig) -> dict[str, Any]:
             pipeline.start(start, learner)  # the engine gets these (resumed) weights as version `start`
         else:
             engine.sync_weights(learner.policy)  # a separate engine (vLLM, Ray) starts from these (resumed) weights
+        if cfg.selfplay.enabled and start == 0:
+            if cfg.selfplay.seed_tasks:
+                sampler.add_seed_tasks(cfg.selfplay.seed_tasks)
+            sampler.fill(engine)  # selfplay.seed_buffer_size: the base model's valid proposals, before step 1
         logger = MetricsLogger(out, cfg.logging.backends, cfg.logging.project, cfg.logging.run_name, to_dict(cfg))
         stack.callback(logger.close)
         logger.truncate_after(start)
@@ -382,6 +395,8 @@ def train_step(cfg: RunConfig, step: int, sampler, learner, engine, scorer, pipe
     seed_step(t.seed, step)
     if pipeline is not None:
         batch_examples, groups, results, metrics = pipeline.next_batch(step)
+    elif cfg.selfplay.enabled:  # proposer and solver groups of every task type, with their rewards
+        batch_examples, groups, results, metrics = sampler.play(engine, step)
     else:
         batch_examples, groups, results, metrics = sample_groups(cfg, sampler, engine, scorer, step,
                                                                  counters=counters, guide=guide)
