@@ -240,6 +240,12 @@ class AlgorithmConfig:
     clip_low: float = 0.2
     clip_high: float = 0.2
     dual_clip: float = 0.0  # 0 = off; verl uses 3.0
+    # Clip-Cov / KL-Cov (loss: clip_cov | kl_cov, docs/algorithms.md): share of tokens picked by covariance,
+    # clip_cov's covariance band, kl_cov's |logp - old| coefficient
+    cov_ratio: float = 2e-4
+    cov_lb: float = 1.0
+    cov_ub: float = 5.0
+    kl_cov_coef: float = 1.0
     agg: str = "token-mean"
     agg_norm_len: int = 0  # constant for seq-mean-token-sum-norm; 0 = rollout.max_new_tokens
     kl_coef: float = 0.0  # beta; 0 loads no reference model
@@ -773,6 +779,13 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"rollout.top_p must be in (0, 1], got {r.top_p}")
     if not 0 < a.entropy_top_frac <= 1:
         raise ConfigError(f"algorithm.entropy_top_frac must be in (0, 1], got {a.entropy_top_frac}")
+    if not 0 < a.cov_ratio <= 1:
+        raise ConfigError(f"algorithm.cov_ratio must be in (0, 1], got {a.cov_ratio}")
+    if a.loss in ("clip_cov", "kl_cov") and a.guidance.enabled:
+        raise ConfigError(f"algorithm.loss {a.loss} does not combine with algorithm.guidance (teacher completions "
+                          "take the guided loss); use ppo_clip or gspo there")
+    if a.cov_lb >= a.cov_ub:
+        raise ConfigError(f"algorithm.cov_lb must be below algorithm.cov_ub, got {a.cov_lb} >= {a.cov_ub}")
     if a.dual_clip and a.dual_clip <= 1:
         raise ConfigError(f"algorithm.dual_clip must be > 1 (verl uses 3.0) or 0 to turn it off, got {a.dual_clip}")
     if r.n < 2 and not a.group_key and a.advantage in ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"):

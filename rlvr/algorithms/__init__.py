@@ -38,7 +38,7 @@ from rlvr.algorithms.guidance import (
 )
 from rlvr.algorithms.kl import KL_ESTIMATORS, adaptive_kl_coef, k1, k2, k3
 from rlvr.algorithms.logprobs import entropy_from_logits, token_logprobs, token_logprobs_reference
-from rlvr.algorithms.losses import POLICY_LOSSES, clipped_pg_loss, gspo, ppo_clip
+from rlvr.algorithms.losses import POLICY_LOSSES, clip_cov, clipped_pg_loss, gspo, kl_cov, ppo_clip, token_covariance
 from rlvr.algorithms.masks import masked_mean, masked_sum, masked_var, masked_whiten
 from rlvr.algorithms.presets import PRESETS
 from rlvr.algorithms.rollout_correction import ROLLOUT_IS_MODES, rollout_is_weights
@@ -55,6 +55,7 @@ __all__ = [
     "adaptive_kl_coef",
     "all_equal_groups",
     "choose_teachers",
+    "clip_cov",
     "clipped_pg_loss",
     "combine_group_ids",
     "dr_grpo",
@@ -67,6 +68,7 @@ __all__ = [
     "grpo",
     "injection_slots",
     "gspo",
+    "kl_cov",
     "k1",
     "k2",
     "k3",
@@ -85,6 +87,7 @@ __all__ = [
     "seq_mean_token_sum",
     "seq_mean_token_sum_norm",
     "sft_loss",
+    "token_covariance",
     "token_logprobs",
     "token_logprobs_reference",
     "token_mean",

@@ -47,6 +47,15 @@ def _apply_is_weights(token_loss: Tensor, is_weights: Tensor | None, mask: Tenso
     return token_loss * w
 
 
+def _token_ratio(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor):
+    """(zero, log rho, rho, A) on the valid tokens, (B, T) each: log rho = clamp(logp - old, +-20), 0 and A = 0
+    outside ``mask``; old_logp and advantages detached."""
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    log_ratio = torch.where(mask, logp - old_logp.detach(), zero).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    adv = torch.where(mask, advantages.detach().to(logp.dtype), zero)
+    return zero, log_ratio, torch.exp(log_ratio), adv
+
+
 def clipped_pg_loss(
     ratio: Tensor, advantages: Tensor, clip_low: float, clip_high: float, dual_clip: float = 0.0
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -114,10 +123,7 @@ def ppo_clip(
     (Yao et al. 2025 TIS/MIS; see rollout_correction.py).  None: no correction, the same result as without it.
     """
     mask = response_mask.bool()
-    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    log_ratio = torch.where(mask, logp - old_logp.detach(), zero).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
-    ratio = torch.exp(log_ratio)
-    adv = torch.where(mask, advantages.detach().to(logp.dtype), zero)
+    zero, log_ratio, ratio, adv = _token_ratio(logp, old_logp, advantages, mask)
     token_loss, dual_active, _ = clipped_pg_loss(ratio, adv, clip_low, clip_high, dual_clip)
     token_loss = _apply_is_weights(token_loss, is_weights, mask)
     loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
@@ -166,3 +172,117 @@ def gspo(
     loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
     metrics = _clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, dual_active)
     return loss, metrics
+
+
+def token_covariance(logp: Tensor, advantages: Tensor, mask: Tensor, eps: float = 0.0) -> Tensor:
+    """cov_t = (A_t - mean_m(A)) * (sg logp_t - mean_m(sg logp)) over the valid tokens of this call, (B, T).
+
+    Cui et al. 2025, "The Entropy Mechanism of RL for Reasoning LMs" (arXiv:2505.22617): under policy gradient the
+    entropy change is ~ -Cov(logp, A), so the few tokens of highest covariance drive the collapse.  The means are
+    masked means with denominator (sum m + eps): eps = 1e-8 in verl's clip_cov, 0 (exact) in its kl_cov.
+    Tokens outside ``mask`` get cov 0 (they are never candidates).
+    """
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    lp = torch.where(mask, logp.detach(), zero)
+    adv = torch.where(mask, advantages, zero)
+    count = mask.sum().to(logp.dtype) + eps
+    count = count if eps > 0 else count.clamp(min=1)
+    cov = (adv - adv.sum() / count) * (lp - lp.sum() / count)
+    return torch.where(mask, cov, zero)
+
+
+@POLICY_LOSSES.register("clip_cov")
+def clip_cov(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    cov_ratio: float = 2e-4,
+    cov_lb: float = 1.0,
+    cov_ub: float = 5.0,
+    generator: torch.Generator | None = None,
+    agg: str = "token-mean",
+    agg_norm_len: int = 1,
+    num_seqs: int | Tensor | None = None,
+    num_tokens: int | Tensor | None = None,
+    is_weights: Tensor | None = None,
+    **_,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clip-Cov (Cui et al. 2025, arXiv:2505.22617; verl core_algos.compute_policy_loss_clip_cov).
+
+        pg1 = -A rho,  pg2 = -A clip(rho, 1 - clip_low, 1 + clip_high)
+        candidates: valid tokens not already clipped (pg2 <= pg1) with cov_lb < cov_t < cov_ub (token_covariance,
+                    eps 1e-8)
+        pick n = max(int(cov_ratio * sum m), 1) candidates uniformly (torch.randperm over the candidates in
+                    row-major order, drawn from ``generator``); their loss is zeroed (the gradient detached) but
+                    they stay in the aggregation's denominator
+        L = agg_t(max(pg1, pg2) * corr)
+    No dual clip (as verl).  The paper's 7B recipe sets clip_low = clip_high = 1 (no ordinary clipping).
+    Extra metrics: cov_selected_frac (picked / valid tokens), cov_mean (mean token covariance).
+    """
+    mask = response_mask.bool()
+    zero, log_ratio, ratio, adv = _token_ratio(logp, old_logp, advantages, mask)
+    pg1 = -adv * ratio
+    pg2 = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    cov = token_covariance(logp, adv, mask, eps=1e-8)
+    candidates = mask & (pg2 <= pg1) & (cov > cov_lb) & (cov < cov_ub)
+    flat = candidates.flatten().nonzero().squeeze(-1)
+    picked = torch.zeros_like(mask)
+    n_valid = int(mask.sum())
+    if n_valid and len(flat):
+        n = max(int(cov_ratio * n_valid), 1)
+        order = torch.randperm(len(flat), generator=generator)[:n].to(flat.device)
+        picked.view(-1)[flat[order]] = True
+    token_loss = torch.where(picked, zero, torch.maximum(pg1, pg2))
+    token_loss = _apply_is_weights(token_loss, is_weights, mask)
+    loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
+    return loss, {**_clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, torch.zeros_like(mask)),
+                  "cov_selected_frac": masked_mean(picked.to(logp.dtype), mask), "cov_mean": masked_mean(cov, mask)}
+
+
+@POLICY_LOSSES.register("kl_cov")
+def kl_cov(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    cov_ratio: float = 2e-4,
+    kl_cov_coef: float = 1.0,
+    agg: str = "token-mean",
+    agg_norm_len: int = 1,
+    num_seqs: int | Tensor | None = None,
+    num_tokens: int | Tensor | None = None,
+    is_weights: Tensor | None = None,
+    **_,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """KL-Cov (Cui et al. 2025, arXiv:2505.22617; verl core_algos.compute_policy_loss_kl_cov).
+
+        pg_t = -A_t rho_t everywhere (NO ratio clipping)
+        for the top-k valid tokens by cov_t (token_covariance, exact mean; k = max(1, int(cov_ratio * N_valid)),
+        torch.topk over the flattened valid tokens):  pg_t += kl_cov_coef * |logp_t - old_logp_t|
+        L = agg_t(pg_t)
+    verl's defaults: kl_cov_ratio 2e-4, ppo_kl_coef 1 (the original repo's k_percent is in percent).
+    clip_low / clip_high only feed the clip metrics (nothing is clipped).
+    Extra metrics: cov_selected_frac, cov_mean.
+    """
+    mask = response_mask.bool()
+    zero, log_ratio, ratio, adv = _token_ratio(logp, old_logp, advantages, mask)
+    cov = token_covariance(logp, adv, mask)
+    picked = torch.zeros_like(mask)
+    n_valid = int(mask.sum())
+    if n_valid:
+        k = max(1, int(cov_ratio * n_valid))
+        valid = mask.flatten().nonzero().squeeze(-1)
+        top = torch.topk(cov.flatten()[valid], k).indices
+        picked.view(-1)[valid[top]] = True
+    token_loss = -adv * ratio + torch.where(picked, kl_cov_coef * log_ratio.abs(), zero)
+    token_loss = _apply_is_weights(token_loss, is_weights, mask)
+    loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
+    return loss, {**_clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, torch.zeros_like(mask)),
+                  "cov_selected_frac": masked_mean(picked.to(logp.dtype), mask), "cov_mean": masked_mean(cov, mask)}

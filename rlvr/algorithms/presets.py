@@ -72,6 +72,23 @@ PRESETS.register(
 )
 
 PRESETS.register(
+    "clip_cov",
+    {**_DAPO, "loss": "clip_cov", "clip_low": 1.0, "clip_high": 1.0, "cov_ratio": 2e-4, "cov_lb": 1.0,
+     "cov_ub": 5.0},
+    doc="Clip-Cov (Entropy Mechanism, arXiv:2505.22617; verl clip_cov): DAPO with dynamic sampling, token-mean, "
+    "no KL; per step a random 2e-4 of the unclipped tokens with covariance in (1, 5) get no gradient; "
+    "clip 1/1 (the 7B recipe: no ordinary clipping).",
+)
+
+PRESETS.register(
+    "kl_cov",
+    {**_DAPO, "loss": "kl_cov", "cov_ratio": 2e-3, "kl_cov_coef": 1.0},
+    doc="KL-Cov (Entropy Mechanism, arXiv:2505.22617; verl kl_cov): DAPO with dynamic sampling, token-mean, "
+    "no KL; no ratio clip; the top 0.2% tokens by covariance (the 7B recipe's k_percent 0.2) get "
+    "+ 1.0 |logp - old| in their loss.",
+)
+
+PRESETS.register(
     "gspo",
     {
         "advantage": "grpo",

@@ -344,7 +344,9 @@ def update_policy(model, optimizer, scheduler, batch: RolloutBatch, advantages, 
                              num_tokens=max(pg_tokens, 1), is_weights=is_weights)
             if batch.off_policy_mask is None:
                 loss, m = policy_loss(logp, old, cut(advantages), cut(pg_mask), clip_low=algo.clip_low,
-                                      clip_high=algo.clip_high, dual_clip=algo.dual_clip, **pg_kwargs)
+                                      clip_high=algo.clip_high, dual_clip=algo.dual_clip, cov_ratio=algo.cov_ratio,
+                                      cov_lb=algo.cov_lb, cov_ub=algo.cov_ub, kl_cov_coef=algo.kl_cov_coef,
+                                      generator=generator, **pg_kwargs)
             else:  # teacher completions in the groups (algorithm.guidance): on- plus off-policy parts
                 loss, m = guided_pg_loss(policy_loss, algo, logp, old, cut(advantages), cut(pg_mask),
                                          cut(batch.off_policy_mask), **pg_kwargs)

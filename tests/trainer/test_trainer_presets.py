@@ -46,3 +46,8 @@ def test_preset_trains_and_updates(tmp_path, tiny_model_dir, arithmetic_jsonl, p
         assert "kl" in lines[-1]
     if cfg.algorithm.entropy_top_frac < 1:
         assert lines[-1]["adv/tokens_in_loss_frac"] <= cfg.algorithm.entropy_top_frac + 0.05
+    if cfg.algorithm.loss in ("clip_cov", "kl_cov"):  # the covariance metrics reach the log
+        keys = [k for k in lines[-1] if k.endswith("cov_selected_frac")]
+        assert keys and 0 <= lines[-1][keys[0]] <= 1, sorted(lines[-1])
+        if cfg.algorithm.loss == "kl_cov":  # at least one token per micro-batch (clip_cov's band may hold none)
+            assert lines[-1][keys[0]] > 0
