@@ -191,6 +191,13 @@ def token_covariance(logp: Tensor, advantages: Tensor, mask: Tensor, eps: float 
     return torch.where(mask, cov, zero)
 
 
+def _cov_metrics(ratio: Tensor, log_ratio: Tensor, adv: Tensor, mask: Tensor, clip_low: float, clip_high: float,
+                 picked: Tensor, cov: Tensor) -> dict[str, Tensor]:
+    """The clip metrics (no dual clip) plus cov_selected_frac (picked / valid tokens) and cov_mean."""
+    return {**_clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, torch.zeros_like(mask)),
+            "cov_selected_frac": masked_mean(picked.to(ratio.dtype), mask), "cov_mean": masked_mean(cov, mask)}
+
+
 @POLICY_LOSSES.register("clip_cov")
 def clip_cov(
     logp: Tensor,
@@ -225,10 +232,9 @@ def clip_cov(
     """
     mask = response_mask.bool()
     zero, log_ratio, ratio, adv = _token_ratio(logp, old_logp, advantages, mask)
-    pg1 = -adv * ratio
-    pg2 = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    surrogate, _, pg_clipped = clipped_pg_loss(ratio, adv, clip_low, clip_high)  # max(pg1, pg2), pg2
     cov = token_covariance(logp, adv, mask, eps=1e-8)
-    candidates = mask & (pg2 <= pg1) & (cov > cov_lb) & (cov < cov_ub)
+    candidates = mask & (pg_clipped <= -adv * ratio) & (cov > cov_lb) & (cov < cov_ub)
     flat = candidates.flatten().nonzero().squeeze(-1)
     picked = torch.zeros_like(mask)
     n_valid = int(mask.sum())
@@ -236,11 +242,10 @@ def clip_cov(
         n = max(int(cov_ratio * n_valid), 1)
         order = torch.randperm(len(flat), generator=generator)[:n].to(flat.device)
         picked.view(-1)[flat[order]] = True
-    token_loss = torch.where(picked, zero, torch.maximum(pg1, pg2))
+    token_loss = torch.where(picked, zero, surrogate)
     token_loss = _apply_is_weights(token_loss, is_weights, mask)
     loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
-    return loss, {**_clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, torch.zeros_like(mask)),
-                  "cov_selected_frac": masked_mean(picked.to(logp.dtype), mask), "cov_mean": masked_mean(cov, mask)}
+    return loss, _cov_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, picked, cov)
 
 
 @POLICY_LOSSES.register("kl_cov")
@@ -284,5 +289,4 @@ def kl_cov(
     token_loss = -adv * ratio + torch.where(picked, kl_cov_coef * log_ratio.abs(), zero)
     token_loss = _apply_is_weights(token_loss, is_weights, mask)
     loss = AGGREGATIONS.get(agg)(token_loss, mask, norm_len=agg_norm_len, num_seqs=num_seqs, num_tokens=num_tokens)
-    return loss, {**_clip_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, torch.zeros_like(mask)),
-                  "cov_selected_frac": masked_mean(picked.to(logp.dtype), mask), "cov_mean": masked_mean(cov, mask)}
+    return loss, _cov_metrics(ratio, log_ratio, adv, mask, clip_low, clip_high, picked, cov)
